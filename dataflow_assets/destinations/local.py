@@ -1,0 +1,90 @@
+"""A folder on this machine (or a mounted volume). Object-store layout; folders are created."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from dataflow_assets.destinations.base import Destination, DestinationError, RemoteFile
+from dataflow_assets.layout import Layout
+
+
+class LocalFolder(Destination):
+    """Files under ``root``; written as ``.<name>.<uuid>.tmp`` beside the target, then renamed."""
+
+    layout = Layout.OBJECT
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def description(self) -> str:
+        return f"local:{self.root}"
+
+    def _target(self, path: str) -> Path:
+        target = (self.root / path).resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise DestinationError(f"{self.description}: {path!r} escapes the root", permanent=True)
+        return target
+
+    def _temporary(self, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+
+    def put_file(self, local_path: Path, path: str, sha256: str | None = None) -> None:
+        target = self._target(path)
+        try:
+            tmp = self._temporary(target)
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise DestinationError(
+                f"{self.description}: cannot write {path}: {exc.strerror or exc}",
+                permanent=isinstance(exc, PermissionError),
+            ) from exc
+
+    def put_bytes(self, data: bytes, path: str) -> None:
+        target = self._target(path)
+        try:
+            tmp = self._temporary(target)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise DestinationError(
+                f"{self.description}: cannot write {path}: {exc.strerror or exc}",
+                permanent=isinstance(exc, PermissionError),
+            ) from exc
+
+    def list(self, prefix: str) -> list[RemoteFile]:
+        base = self.root / prefix
+        start = base if prefix.endswith("/") or base.is_dir() else base.parent
+        if not start.is_dir():
+            return []
+        out = []
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                full = Path(dirpath) / name
+                rel = full.relative_to(self.root).as_posix()
+                if rel.startswith(prefix) and not name.endswith(".tmp"):
+                    out.append(RemoteFile(rel, full.stat().st_size))
+        return sorted(out, key=lambda f: f.path)
+
+    def read_bytes(self, path: str) -> bytes:
+        try:
+            return self._target(path).read_bytes()
+        except FileNotFoundError as exc:
+            raise DestinationError(f"{self.description}: {path} does not exist", permanent=True) from exc
+
+    def download(self, path: str, local_path: Path) -> None:
+        try:
+            shutil.copyfile(self._target(path), local_path)
+        except FileNotFoundError as exc:
+            raise DestinationError(f"{self.description}: {path} does not exist", permanent=True) from exc
+
+    def delete(self, path: str) -> None:
+        self._target(path).unlink(missing_ok=True)
