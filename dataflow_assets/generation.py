@@ -1,0 +1,209 @@
+"""A generation: the rows of one insertion window, written as a flow's data files.
+
+Live generation: window ``(from_seq, to_seq]`` where ``from_seq`` is the flow's delivered
+watermark (the ``to`` of its last reported generation) and ``to_seq`` the store's max sequence
+when the generation was planned. Its id is ``g<from>-<to>``: the GUIDs of its files are
+``uuid5(flow, id, partition)``, so a retried generation writes the same names.
+
+Regeneration: partitions ``[X, Y)``, window ``(0, watermark]`` where ``watermark`` is the live
+flow's delivered watermark at launch, written to the flow's regeneration folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dataflow_assets import layout
+from dataflow_assets.destinations.base import Destination
+from dataflow_assets.flow import FlowSpec
+from dataflow_assets.formats import part_writer
+from dataflow_assets.formats.base import threads
+from dataflow_assets.partitions import parse_partition_key, partition_end, partition_key
+from dataflow_assets.store.window import StagedWindow, WindowQuery, stage_window
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["live", "regeneration"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a run exports. ``planned_at`` names its report; it never changes on retry."""
+
+    flow: str
+    kind: Kind
+    from_seq: int
+    to_seq: int
+    planned_at: dt.datetime
+    partitions_from: str | None = None  # regeneration: first partition key (inclusive)
+    partitions_to: str | None = None  # regeneration: last partition key (inclusive)
+
+    @property
+    def id(self) -> str:
+        if self.kind == "live":
+            return f"g{self.from_seq}-{self.to_seq}"
+        return f"r{layout.stamp(self.planned_at)}-{self.partitions_from}-{self.partitions_to}-{self.to_seq}"
+
+    def folder(self, flow: FlowSpec) -> str:
+        return flow.folder if self.kind == "live" else flow.regeneration_root
+
+    def query(self, flow: FlowSpec) -> WindowQuery:
+        start = dt.datetime.combine(flow.start_date, dt.time(), tzinfo=dt.UTC)
+        min_time, max_time = start, None
+        if self.kind == "regeneration":
+            assert self.partitions_from and self.partitions_to
+            first = parse_partition_key(self.partitions_from, flow.partitioning)
+            last = parse_partition_key(self.partitions_to, flow.partitioning)
+            min_time = max(start, first)
+            max_time = partition_end(last, flow.partitioning)
+        return WindowQuery(
+            from_seq=self.from_seq,
+            to_seq=self.to_seq,
+            granularity=flow.partitioning,
+            select=flow.properties.selects,
+            sites=None if flow.sites == "all" else list(flow.sites),
+            privacy_filter=flow.privacy_filter,
+            min_time=min_time,
+            max_time=max_time,
+        )
+
+
+@dataclass(frozen=True)
+class DeliveredFile:
+    path: str
+    partition: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class GenerationResult:
+    generation: Generation
+    files: list[DeliveredFile] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    report_path: str | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    def by_partition(self) -> dict[str, list[DeliveredFile]]:
+        out: dict[str, list[DeliveredFile]] = {}
+        for f in self.files:
+            out.setdefault(f.partition, []).append(f)
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "generation": {**asdict(self.generation), "planned_at": self.generation.planned_at.isoformat()},
+            "files": [asdict(f) for f in self.files],
+            "columns": self.columns,
+            "report_path": self.report_path,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> GenerationResult:
+        gen = dict(data["generation"])
+        gen["planned_at"] = dt.datetime.fromisoformat(gen["planned_at"])
+        return cls(
+            Generation(**gen),
+            [DeliveredFile(**f) for f in data["files"]],
+            list(data["columns"]),
+            data.get("report_path"),
+        )
+
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def write_files(
+    flow: FlowSpec,
+    generation: Generation,
+    staged: StagedWindow,
+    destination: Destination,
+    workdir: Path,
+    progress: Progress | None = None,
+) -> list[DeliveredFile]:
+    """Render the staged rows into parts and put each on the destination atomically.
+
+    Partition by partition, rows in insertion order, a new part every ``max_rows_per_file``
+    rows: the same window always gives the same files under the same names.
+    """
+    folder = generation.folder(flow)
+    schema = staged.schema
+    delivered: list[DeliveredFile] = []
+    done, total = 0, staged.rows
+    with ThreadPoolExecutor(threads(), thread_name_prefix="render") as pool:
+        for partition in staged.partitions:
+            key = partition_key(partition.start, flow.partitioning)
+            guid = layout.file_guid(flow.name, generation.id, key)
+            part_no, rows_in_part, writer = 0, 0, None
+            local = workdir / "part.tmp"
+
+            def finish(part: int, rows: int) -> None:
+                assert writer is not None
+                written = writer.close()
+                path = layout.data_file_path(
+                    destination.layout, folder, flow.name, partition.start,
+                    flow.partitioning, guid, part, flow.extension,
+                )
+                destination.put_file(local, path, sha256=written.sha256)
+                local.unlink(missing_ok=True)
+                delivered.append(DeliveredFile(path, key, rows, written.bytes, written.sha256))
+
+            for batch in staged.batches(partition):
+                offset = 0
+                while offset < batch.num_rows:
+                    if writer is None:
+                        part_no += 1
+                        rows_in_part = 0
+                        writer = part_writer(flow.format, local, schema, pool, flow.csv_separator)
+                    take = min(batch.num_rows - offset, flow.max_rows_per_file - rows_in_part)
+                    writer.write(batch.slice(offset, take))
+                    offset += take
+                    rows_in_part += take
+                    done += take
+                    if rows_in_part == flow.max_rows_per_file:
+                        finish(part_no, rows_in_part)
+                        writer = None
+                if progress:
+                    progress("write", done, total)
+            if writer is not None:
+                finish(part_no, rows_in_part)
+                writer = None
+    return delivered
+
+
+def run_generation(
+    flow: FlowSpec,
+    generation: Generation,
+    db: Path,
+    destination: Destination,
+    staging_root: Path | None = None,
+    progress: Progress | None = None,
+) -> GenerationResult:
+    """Stage the window out of the store, then write its files. Does not publish the report."""
+    if staging_root is not None:
+        staging_root.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"dataflow-{flow.name}-", dir=staging_root))
+    try:
+        staged = stage_window(db, generation.query(flow), workdir / "stage")
+        if progress:
+            progress("stage", staged.rows, staged.rows)
+        files = write_files(flow, generation, staged, destination, workdir, progress)
+        return GenerationResult(generation, files, [name for name, _ in staged.columns])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,161 @@
+"""The DuckDB event store: schema, property types, and connections that survive lock conflicts.
+
+Tables:
+- ``events``: one row per event; ``ingest_seq`` is the monotonic insertion sequence (1, 2, ...),
+  assigned in commit order. One typed column per property; a property first seen in a later
+  load becomes a new column.
+- ``properties``: the type registry. A key's first non-null value fixes its type;
+  ``first_seen_seq`` is the insertion sequence of the row that introduced it, so an export of a
+  window ``(from, to]`` always has the same columns, however many keys arrive later.
+- ``loads``: one row per ingested file (audit).
+
+DuckDB lets one process write a file at a time, and a writer excludes readers of other processes
+("Could not set lock on file"). Every connection here retries that conflict with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+class PropertyType(StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    BOOLEAN = "boolean"
+    TIMESTAMP = "timestamp"
+
+    @property
+    def sql(self) -> str:
+        return _SQL[self]
+
+    @property
+    def arrow(self) -> pa.DataType:
+        return _ARROW[self]
+
+
+_SQL = {
+    PropertyType.STRING: "VARCHAR",
+    PropertyType.INTEGER: "BIGINT",
+    PropertyType.DECIMAL: "DOUBLE",
+    PropertyType.BOOLEAN: "BOOLEAN",
+    PropertyType.TIMESTAMP: "TIMESTAMPTZ",
+}
+_ARROW = {
+    PropertyType.STRING: pa.string(),
+    PropertyType.INTEGER: pa.int64(),
+    PropertyType.DECIMAL: pa.float64(),
+    PropertyType.BOOLEAN: pa.bool_(),
+    PropertyType.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+}
+
+REQUIRED = {
+    "hit_time_utc": PropertyType.TIMESTAMP,
+    "event_id": PropertyType.INTEGER,
+    "site_id": PropertyType.INTEGER,
+}
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS events (
+    ingest_seq BIGINT NOT NULL,
+    hit_time_utc TIMESTAMPTZ NOT NULL,
+    event_id BIGINT NOT NULL,
+    site_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS properties (
+    key VARCHAR PRIMARY KEY,
+    type VARCHAR NOT NULL,
+    first_seen_seq BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS loads (
+    source VARCHAR NOT NULL,
+    rows BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,
+    first_seq BIGINT,
+    last_seq BIGINT,
+    loaded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+INSERT OR IGNORE INTO properties VALUES
+    ('hit_time_utc', 'timestamp', 0), ('event_id', 'integer', 0), ('site_id', 'integer', 0);
+"""
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("DATAFLOW_EVENTS_DB", "data/events.duckdb"))
+
+
+class StoreBusyError(Exception):
+    """The store stayed locked by another process for longer than the caller would wait."""
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+@contextmanager
+def connect(
+    path: Path, *, read_only: bool, timeout_s: float = 120.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the store, retried with backoff while another process holds the lock.
+
+    Keep it short: a read-only connection blocks writers of other processes, and a writer blocks
+    everyone. Creates the file and schema on first write.
+    """
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.exists():
+        # Readers of a store that was never written see an empty one.
+        with connect(path, read_only=False, timeout_s=timeout_s):
+            pass
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc) or time.monotonic() > deadline:
+                if _is_lock_conflict(exc):
+                    raise StoreBusyError(
+                        f"event store {path} stayed locked by another process for "
+                        f"{timeout_s:.0f} s: {exc}"
+                    ) from exc
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            con.execute(SCHEMA_SQL)
+        yield con
+    finally:
+        con.close()
+
+
+def property_types(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[PropertyType, int]]:
+    """Known properties: key -> (type, first_seen_seq)."""
+    rows = con.execute("SELECT key, type, first_seen_seq FROM properties").fetchall()
+    return {key: (PropertyType(kind), seq) for key, kind, seq in rows}
+
+
+def max_seq(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT coalesce(max(ingest_seq), 0) FROM events").fetchone()
+    return int(row[0]) if row else 0
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
