@@ -39,7 +39,13 @@ def manifest(flow: FlowSpec, result: GenerationResult) -> dict[str, Any]:
         "columns": result.columns,
         "rows": result.rows,
         "files": [
-            {"path": f.path, "partition": f.partition, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256}
+            {
+                "path": f.path,
+                "partition": f.partition,
+                "rows": f.rows,
+                "bytes": f.bytes,
+                "sha256": f.sha256,
+            }
             for f in sorted(result.files, key=lambda f: f.path)
         ],
     }

@@ -308,7 +308,11 @@ def _errors_of(path: Path, exc: ValidationError) -> list[FlowError]:
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         # Drop pydantic's union tags ("local", "function-after[...]") from the location.
-        loc = [p for p in loc if not p.startswith("function-") and p not in {"local", "s3", "sftp", "ftp"}]
+        loc = [
+            p
+            for p in loc
+            if not p.startswith("function-") and p not in {"local", "s3", "sftp", "ftp"}
+        ]
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -361,13 +365,19 @@ def load_flows(folder: Path | None = None, paths: Iterable[Path] | None = None) 
             continue
         if loaded.name in result.files:
             other = result.files[loaded.name]
-            result.errors.append(FlowError(path, "name", f"{loaded.name!r} already defined in {other}"))
+            result.errors.append(
+                FlowError(path, "name", f"{loaded.name!r} already defined in {other}")
+            )
             continue
         if loaded.key_prefix in seen_prefix:
             other = seen_prefix[loaded.key_prefix]
             result.errors.append(
-                FlowError(path, "name", f"{loaded.name!r} clashes with the flow of {other} "
-                          "('-' and '_' are the same in Dagster asset keys)")
+                FlowError(
+                    path,
+                    "name",
+                    f"{loaded.name!r} clashes with the flow of {other} "
+                    "('-' and '_' are the same in Dagster asset keys)",
+                )
             )
             continue
         seen_prefix[loaded.key_prefix] = path

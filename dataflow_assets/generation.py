@@ -108,7 +108,10 @@ class GenerationResult:
 
     def to_json(self) -> dict:
         return {
-            "generation": {**asdict(self.generation), "planned_at": self.generation.planned_at.isoformat()},
+            "generation": {
+                **asdict(self.generation),
+                "planned_at": self.generation.planned_at.isoformat(),
+            },
             "files": [asdict(f) for f in self.files],
             "columns": self.columns,
             "report_path": self.report_path,
@@ -157,8 +160,14 @@ def write_files(
                 assert writer is not None
                 written = writer.close()
                 path = layout.data_file_path(
-                    destination.layout, folder, flow.name, partition.start,
-                    flow.partitioning, guid, part, flow.extension,
+                    destination.layout,
+                    folder,
+                    flow.name,
+                    partition.start,
+                    flow.partitioning,
+                    guid,
+                    part,
+                    flow.extension,
                 )
                 destination.put_file(local, path, sha256=written.sha256)
                 local.unlink(missing_ok=True)

@@ -58,7 +58,9 @@ def parse_partition_key(key: str, granularity: Granularity) -> dt.datetime:
     return dt.datetime.strptime(key, granularity.key_format).replace(tzinfo=UTC)
 
 
-def partitions_def(start_date: dt.date, granularity: Granularity) -> dg.TimeWindowPartitionsDefinition:
+def partitions_def(
+    start_date: dt.date, granularity: Granularity
+) -> dg.TimeWindowPartitionsDefinition:
     """Partitions from ``start_date`` up to and including the current one (``end_offset=1``):
     a live generation delivers events of the interval in progress."""
     return dg.TimeWindowPartitionsDefinition(

@@ -80,7 +80,9 @@ def _format_of(path: Path) -> str:
         return "csv"
     if ext in (".parquet", ".pq"):
         return "parquet"
-    raise ValueError(f"{path}: unknown format {ext or '(no extension)'!r}: use .ndjson, .csv or .parquet")
+    raise ValueError(
+        f"{path}: unknown format {ext or '(no extension)'!r}: use .ndjson, .csv or .parquet"
+    )
 
 
 class _CountingReader(io.RawIOBase):
@@ -157,12 +159,17 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
                     yield start, BadRow(f"unreadable CSV record: {exc}"), ""
                     return
                 if len(values) != len(header):
-                    yield start, BadRow(
-                        f"{len(values)} fields where the header has {len(header)}"
-                    ), ",".join(values)
+                    yield (
+                        start,
+                        BadRow(f"{len(values)} fields where the header has {len(header)}"),
+                        ",".join(values),
+                    )
                     continue
                 # CSV has no null: an empty field is one. Values stay text until typed.
-                record = {k: (_CsvText(v) if v != "" else None) for k, v in zip(header, values, strict=True)}
+                record = {
+                    k: (_CsvText(v) if v != "" else None)
+                    for k, v in zip(header, values, strict=True)
+                }
                 yield start, record, ",".join(values)
 
 
@@ -400,9 +407,7 @@ def _commit(
                         )
                     continue
                 con.execute(f"ALTER TABLE events ADD COLUMN {quote(key)} {kind.sql}")
-                con.execute(
-                    "INSERT INTO properties VALUES (?, ?, ?)", [key, kind.value, base + 1]
-                )
+                con.execute("INSERT INTO properties VALUES (?, ?, ?)", [key, kind.value, base + 1])
             # Rows keep file order: ingest_seq = base + position among the valid rows.
             offset = 0
             for chunk in writer.chunks:

@@ -98,7 +98,9 @@ def _where(query: WindowQuery, types: dict[str, tuple[PropertyType, int]]) -> tu
     return " AND ".join(clauses), params
 
 
-def count_window(db: Path, query: WindowQuery) -> tuple[int, dt.datetime | None, dt.datetime | None]:
+def count_window(
+    db: Path, query: WindowQuery
+) -> tuple[int, dt.datetime | None, dt.datetime | None]:
     """Rows of the window that pass the filters, and their min and max ``hit_time_utc``."""
     with connect(db, read_only=True) as con:
         types = property_types(con)
@@ -111,7 +113,9 @@ def count_window(db: Path, query: WindowQuery) -> tuple[int, dt.datetime | None,
     return int(row[0]), row[1], row[2]
 
 
-def stage_window(db: Path, query: WindowQuery, folder: Path, slice_seq: int = SLICE_SEQ) -> StagedWindow:
+def stage_window(
+    db: Path, query: WindowQuery, folder: Path, slice_seq: int = SLICE_SEQ
+) -> StagedWindow:
     """Copy the window's filtered, selected rows to ``folder`` (see module docstring)."""
     folder.mkdir(parents=True, exist_ok=True)
     with connect(db, read_only=True) as con:
@@ -140,7 +144,11 @@ def stage_window(db: Path, query: WindowQuery, folder: Path, slice_seq: int = SL
 
 
 def _write_slice(
-    table: pa.Table, schema: pa.Schema, folder: Path, index: int, partitions: dict[int, StagedPartition]
+    table: pa.Table,
+    schema: pa.Schema,
+    folder: Path,
+    index: int,
+    partitions: dict[int, StagedPartition],
 ) -> None:
     keys = table.column("_partition").combine_chunks()
     data = table.drop_columns(["_partition"]).cast(schema)

@@ -1,0 +1,1 @@
+"""The consumer side: verify deliveries and load them into a warehouse."""

@@ -1,0 +1,40 @@
+"""The code location: every valid flow of ``DATAFLOW_FLOWS_DIR`` as assets, a job and a schedule.
+
+An invalid flow file is logged and listed on the ``events`` asset; the valid ones still load.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dagster as dg
+
+from dataflow_assets.assets import events_spec, flow_assets
+from dataflow_assets.flow import FlowSet, load_flows
+from dataflow_assets.resources import default_resources
+from dataflow_assets.schedules import generation_job, generation_schedule, regeneration_job
+
+log = logging.getLogger(__name__)
+
+
+def build_definitions(flows: FlowSet) -> dg.Definitions:
+    for error in flows.errors:
+        log.warning("flow refused: %s", error)
+    assets: list = [events_spec([str(e) for e in flows.errors])]
+    jobs, schedules = [], []
+    for flow in flows.flows:
+        assets.extend(flow_assets(flow))
+        jobs.extend([generation_job(flow), regeneration_job(flow)])
+        schedules.append(generation_schedule(flow))
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        resources=default_resources(),
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_flows())

@@ -1,0 +1,107 @@
+"""``dataflow export``: plan and run one live generation of a flow now, in this process.
+
+The run is recorded in the Dagster instance (``DAGSTER_HOME``) like the UI's runs. A per-flow
+file lock keeps two ``dataflow export`` processes from planning the same window; the planner
+itself refuses while a scheduled generation of the flow is queued or running.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from dataflow_assets.flow import FlowSpec
+from dataflow_assets.generation import GenerationResult
+from dataflow_assets.planner import Plan, Skip, plan_generation, process_tags
+from dataflow_assets.schedules import job_name
+from dataflow_assets.watermark import delivered, files_key
+
+
+def ensure_dagster_home(default: Path = Path(".dagster")) -> Path:
+    """``DAGSTER_HOME``, or ``./.dagster`` (with this project's dagster.yaml) when unset."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        default.mkdir(parents=True, exist_ok=True)
+        if not (default / "dagster.yaml").exists() and Path("dagster.yaml").exists():
+            shutil.copyfile("dagster.yaml", default / "dagster.yaml")
+        home = str(default.resolve())
+        os.environ["DAGSTER_HOME"] = home
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return Path(home)
+
+
+@contextmanager
+def flow_lock(instance: dg.DagsterInstance, flow: FlowSpec) -> Iterator[None]:
+    folder = Path(instance.root_directory) / "dataflow-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{flow.key_prefix}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass
+class ExportOutcome:
+    flow: str
+    plan: Plan | None
+    skipped: str | None = None
+    success: bool = True
+    run_id: str | None = None
+    result: GenerationResult | None = None
+    error: str | None = None
+
+
+#: In-process runs log to the instance's event log; the console gets warnings only.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run_plan(
+    defs: dg.Definitions, instance: dg.DagsterInstance, flow: FlowSpec, plan: Plan
+) -> ExportOutcome:
+    job = defs.resolve_job_def(job_name(flow))
+    run = job.execute_in_process(
+        instance=instance,
+        tags={**plan.tags(), **process_tags()},
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+    outcome = ExportOutcome(flow.name, plan, success=run.success, run_id=run.run_id)
+    if run.success:
+        outcome.result = run.output_for_node(files_node(defs, flow))
+        outcome.result.report_path = delivered(instance, flow).report or None
+    else:
+        outcome.error = run_error(run)
+    return outcome
+
+
+def run_error(run: dg.ExecuteInProcessResult) -> str:
+    """The root cause of a failed in-process run, as one message."""
+    failure = next((e for e in run.all_events if e.is_step_failure), None)
+    err = failure.step_failure_data.error if failure is not None else None
+    while err is not None and err.cause is not None:
+        err = err.cause
+    return err.message.strip() if err is not None else "the run failed"
+
+
+def files_node(defs: dg.Definitions, flow: FlowSpec) -> str:
+    return defs.resolve_assets_def(files_key(flow)).node_def.name
+
+
+def export_flow(
+    defs: dg.Definitions, instance: dg.DagsterInstance, flow: FlowSpec, db: Path
+) -> ExportOutcome:
+    """Plan and run one generation of ``flow``; a skip (nothing new) is a success."""
+    with flow_lock(instance, flow):
+        decision = plan_generation(instance, flow, db)
+        if isinstance(decision, Skip):
+            return ExportOutcome(flow.name, None, skipped=decision.reason)
+        return run_plan(defs, instance, flow, decision)

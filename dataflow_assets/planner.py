@@ -1,0 +1,132 @@
+"""The generation planner: what the next live generation of a flow exports, if anything.
+
+Called by the flow's schedule tick and by ``dataflow export``. Rules (DESIGN.md):
+- nothing is planned while a generation of the flow is queued or running;
+- a generation whose run failed or was cancelled before it was reported is retried as the
+  same window, with the same planned-at time, so it rewrites the same names and reports once;
+- otherwise the window is ``(delivered watermark, store's max sequence]``, fixed now;
+- a window with no event passing the flow's filters is skipped: nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from dataflow_assets import tags
+from dataflow_assets.flow import FlowSpec
+from dataflow_assets.generation import Generation
+from dataflow_assets.partitions import partition_key, partition_start, partitions_def
+from dataflow_assets.store.schema import connect, max_seq
+from dataflow_assets.store.window import count_window
+from dataflow_assets.watermark import attempts_of, delivered, last_generation_run, runs_in_flight
+
+
+@dataclass(frozen=True)
+class Plan:
+    generation: Generation
+    range_start: str
+    range_end: str
+    rows: int
+    attempt: int
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.generation.id}-{self.attempt}"
+
+    def tags(self) -> dict[str, str]:
+        gen = self.generation
+        return {
+            tags.FLOW: gen.flow,
+            tags.GENERATION: gen.id,
+            tags.WINDOW_FROM: str(gen.from_seq),
+            tags.WINDOW_TO: str(gen.to_seq),
+            tags.PLANNED_AT: gen.planned_at.isoformat(),
+            tags.ATTEMPT: str(self.attempt),
+            tags.RANGE_START: self.range_start,
+            tags.RANGE_END: self.range_end,
+        }
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+def generation_from_tags(flow: FlowSpec, run_tags: dict[str, str]) -> Generation:
+    return Generation(
+        flow=flow.name,
+        kind="live",
+        from_seq=int(run_tags[tags.WINDOW_FROM]),
+        to_seq=int(run_tags[tags.WINDOW_TO]),
+        planned_at=dt.datetime.fromisoformat(run_tags[tags.PLANNED_AT]),
+    )
+
+
+def partition_range(flow: FlowSpec, first: dt.datetime, last: dt.datetime) -> tuple[str, str]:
+    """Partition keys covering ``[first, last]`` hit times, within the flow's partitions.
+
+    Rows outside the existing partitions (a clock ahead of ours) are still written; only the
+    Dagster range is clamped.
+    """
+    pdef = partitions_def(flow.start_date, flow.partitioning)
+    lowest = pdef.get_first_partition_key()
+    highest = pdef.get_last_partition_key()
+    assert lowest is not None and highest is not None
+    a = partition_key(partition_start(first, flow.partitioning), flow.partitioning)
+    b = partition_key(partition_start(last, flow.partitioning), flow.partitioning)
+    # Keys of one granularity sort as their times.
+    a = min(max(a, lowest), highest)
+    b = min(max(b, lowest), highest)
+    return a, b
+
+
+def plan_generation(
+    instance: dg.DagsterInstance, flow: FlowSpec, db: Path, now: dt.datetime | None = None
+) -> Plan | Skip:
+    in_flight = runs_in_flight(instance, flow)
+    if in_flight:
+        return Skip(
+            f"generation run {in_flight[0].run_id} of {flow.name} is still queued or running"
+        )
+    done = delivered(instance, flow)
+    last = last_generation_run(instance, flow)
+    if (
+        last is not None
+        and last.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+        and int(last.tags[tags.WINDOW_TO]) > done.to_seq
+    ):
+        retry = generation_from_tags(flow, dict(last.tags))
+        rows, first, last_hit = count_window(db, retry.query(flow))
+        if rows:
+            start, end = partition_range(flow, first, last_hit)
+            return Plan(retry, start, end, rows, attempts_of(instance, flow, retry.id) + 1)
+        # Nothing of that window passes the flow's filters any more: plan afresh over it.
+    with connect(db, read_only=True) as con:
+        top = max_seq(con)
+    if top <= done.to_seq:
+        return Skip(f"no new events for {flow.name} since sequence {done.to_seq}")
+    planned_at = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    # Report names carry the planned-at second: keep them strictly increasing.
+    if done.planned_at is not None and planned_at <= done.planned_at:
+        planned_at = done.planned_at + dt.timedelta(seconds=1)
+    generation = Generation(flow.name, "live", done.to_seq, top, planned_at)
+    rows, first, last_hit = count_window(db, generation.query(flow))
+    if rows == 0 or first is None or last_hit is None:
+        return Skip(
+            f"no new events for {flow.name} pass its filters in ({generation.from_seq}, "
+            f"{generation.to_seq}]"
+        )
+    start, end = partition_range(flow, first, last_hit)
+    attempt = attempts_of(instance, flow, generation.id) + 1
+    return Plan(generation, start, end, rows, attempt)
+
+
+def process_tags() -> dict[str, str]:
+    """Tags that let a planner tell a dead run from a running one."""
+    return {tags.PID: str(os.getpid()), tags.HOST: socket.gethostname()}
