@@ -1,0 +1,690 @@
+"""Real servers on 127.0.0.1 for tests: OpenSSH's sshd, moto's S3, pyftpdlib's FTP(S), and a
+TCP proxy that drops connections on demand.
+
+Each ``run_*`` is a context manager that starts a server, yields a frozen dataclass describing
+it (documented field by field) and stops it. They raise ``ServerUnavailable`` when the machine
+cannot run that server; pytest fixtures turn that into a skip, or a failure when ``CI=true``
+(``server_unavailable``). Nothing here is mocked: the destinations talk the real protocols.
+
+What the machine needs: ``/usr/sbin/sshd`` and ``ssh-keygen`` (Debian ``openssh-server``), and
+root for sshd (``run_sshd`` creates the system user ``dataflow-sftp`` with ``useradd`` and sets
+its password with ``chpasswd``, idempotently). moto and pyftpdlib are Python dev dependencies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import os
+import pwd
+import selectors
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+LOCALHOST = "127.0.0.1"
+SSHD = "/usr/sbin/sshd"
+#: The system user the test sshd serves; created on first use (needs root).
+SFTP_USER = "dataflow-sftp"
+#: Its password. Fixed, not random: concurrent test sessions share the system user.
+SFTP_PASSWORD = "Dataflow-sftp-Pw-71c3"
+FTP_USER = "dataflow"
+FTP_PASSWORD = "Dataflow-ftp-Pw-9e2d"
+
+
+class ServerUnavailable(Exception):
+    """This machine cannot run the server (missing binary, not root, failed to start)."""
+
+
+def server_unavailable(reason: str) -> NoReturn:
+    """Skip the test, or fail it when ``CI=true``: CI must never silently skip a server."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: test servers must start)", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0, alive: Any = None) -> None:
+    """Wait until 127.0.0.1:``port`` accepts connections; ``alive()`` False aborts early."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise ServerUnavailable(f"server on port {port} exited while starting")
+        try:
+            with socket.create_connection((LOCALHOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise ServerUnavailable(f"nothing listens on {LOCALHOST}:{port} after {timeout:g}s")
+
+
+# -- TCP proxy --------------------------------------------------------------------------------
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:port`` to a target and drops connections on demand.
+
+    ``cut_after(n)`` arms a one-shot fault: the first connection that has sent ``n`` bytes
+    towards the target is reset (both sides get an RST), as a network failing mid-upload would.
+    ``cut_all()`` resets every open connection now. New connections are always accepted, so a
+    client that reconnects recovers. ``cuts`` counts the connections cut so far.
+    """
+
+    def __init__(self, target_port: int, target_host: str = LOCALHOST) -> None:
+        self.target = (target_host, target_port)
+        self._listener = socket.create_server((LOCALHOST, 0))
+        self.host = LOCALHOST
+        self.port: int = self._listener.getsockname()[1]
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self._cut_after: int | None = None
+        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> TcpProxy:
+        thread = threading.Thread(target=self._accept, name=f"proxy:{self.port}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        with self._lock:
+            pairs = list(self._pairs)
+        for pair in pairs:
+            self._close(pair, cut=False)
+
+    def cut_after(self, nbytes: int) -> None:
+        with self._lock:
+            self._cut_after = nbytes
+
+    def cut_all(self) -> None:
+        with self._lock:
+            pairs = list(self._pairs)
+        for pair in pairs:
+            self._close(pair, cut=True)
+
+    def _close(self, pair: tuple[socket.socket, socket.socket], cut: bool) -> None:
+        """Close both sides: with an RST when ``cut`` (counted), else gracefully (the peer
+        still reads what was forwarded before the other side's EOF)."""
+        with self._lock:
+            if pair not in self._pairs:
+                return
+            self._pairs.discard(pair)
+            self.cuts += cut
+        for sock in pair:
+            with contextlib.suppress(OSError):
+                if cut:  # linger 0: close() sends an RST, as a dropped connection looks
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self.target, timeout=30)
+            except OSError:
+                if self._stopped.is_set():
+                    return
+                continue
+            pair = (client, upstream)
+            with self._lock:
+                self._pairs.add(pair)
+            thread = threading.Thread(target=self._pump, args=(pair,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _pump(self, pair: tuple[socket.socket, socket.socket]) -> None:
+        client, upstream = pair
+        sent_up = 0
+        with selectors.DefaultSelector() as sel:
+            sel.register(client, selectors.EVENT_READ, upstream)
+            sel.register(upstream, selectors.EVENT_READ, client)
+            while not self._stopped.is_set():
+                with self._lock:
+                    if pair not in self._pairs:
+                        return
+                try:
+                    for key, _ in sel.select(timeout=0.1):
+                        source: socket.socket = key.fileobj  # type: ignore[assignment]
+                        data = source.recv(65536)
+                        if not data:
+                            self._close(pair, cut=False)
+                            return
+                        key.data.sendall(data)
+                        if source is client:
+                            sent_up += len(data)
+                            with self._lock:
+                                cut = self._cut_after is not None and sent_up >= self._cut_after
+                                if cut:
+                                    self._cut_after = None
+                            if cut:
+                                self._close(pair, cut=True)
+                                return
+                except (OSError, ValueError):
+                    self._close(pair, cut=False)
+                    return
+
+
+# -- sshd -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SshdServer:
+    """An OpenSSH sshd serving sFTP on 127.0.0.1.
+
+    Fields:
+        host, port: where it listens.
+        user: the login (``SFTP_USER``), accepted with ``password`` or ``private_key_path``.
+        password: the user's password.
+        private_key_path: an ed25519 private key (no passphrase) authorized for ``user``.
+        known_hosts: a known_hosts file listing the server's host key for ``[host]:port``.
+        changed_known_hosts: a known_hosts file listing a *different* ed25519 key for the same
+            ``[host]:port``: what a client sees when the server's key changed (or an impostor).
+        host_key_line: the server's public host key, ``"ssh-ed25519 AAAA..."``.
+        root_dir: the sFTP login directory on disk: relative paths land here. Owned by ``user``;
+            create folders in it directly (as root) to test existing/missing folders.
+        log_path: sshd's log (``-e``), for debugging failed logins.
+    """
+
+    host: str
+    port: int
+    user: str
+    password: str
+    private_key_path: Path
+    known_hosts: Path
+    changed_known_hosts: Path
+    host_key_line: str
+    root_dir: Path
+    log_path: Path
+
+    def write_known_hosts(self, path: Path, port: int | None = None) -> Path:
+        """Write a known_hosts file trusting this server's key at ``port`` (default: its own;
+        pass a ``TcpProxy``'s port to reach the server through the proxy)."""
+        path.write_text(f"[{self.host}]:{port or self.port} {self.host_key_line}\n")
+        return path
+
+    def flow_destination(
+        self, folder: str = "", password_env: str | None = None, use_key: bool = False
+    ) -> dict[str, Any]:
+        """The ``destination:`` mapping of a flow for this server (password_env or key)."""
+        spec: dict[str, Any] = {
+            "type": "sftp",
+            "host": self.host,
+            "port": self.port,
+            "username": self.user,
+            "known_hosts": str(self.known_hosts),
+            "folder": folder,
+        }
+        if password_env:
+            spec["password_env"] = password_env
+        if use_key or not password_env:
+            spec["private_key_path"] = str(self.private_key_path)
+        return spec
+
+
+def _keygen(path: Path) -> str:
+    """Generate an ed25519 key pair at ``path``; return the public key without its comment."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    kind, blob = path.with_suffix(".pub").read_text().split()[:2]
+    return f"{kind} {blob}"
+
+
+def _ensure_sftp_user() -> pwd.struct_passwd:
+    """The system user of the test sshd, with ``SFTP_PASSWORD``. Idempotent; needs root."""
+    if os.geteuid() != 0:
+        raise ServerUnavailable("the sshd test server needs root (it logs in a system user)")
+    try:
+        pwd.getpwnam(SFTP_USER)
+    except KeyError:
+        # Exit 9: another test session created it meanwhile.
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", SFTP_USER],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if result.returncode not in (0, 9):
+            raise ServerUnavailable(
+                f"useradd {SFTP_USER} failed: {result.stderr.strip()}"
+            ) from None
+    subprocess.run(
+        ["chpasswd"], input=f"{SFTP_USER}:{SFTP_PASSWORD}\n", text=True, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return pwd.getpwnam(SFTP_USER)
+
+
+def _sshd_config(work: Path, port: int, base: Path, extra: str) -> Path:
+    config = work / "sshd_config"
+    config.write_text(
+        f"""\
+Port {port}
+ListenAddress {LOCALHOST}
+HostKey {work / "host_ed25519"}
+PidFile {work / "sshd.pid"}
+AuthorizedKeysFile {base / "authorized_keys"}
+StrictModes no
+UsePAM no
+PermitRootLogin no
+AllowUsers {SFTP_USER}
+PubkeyAuthentication yes
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+MaxStartups 100
+MaxSessions 100
+LogLevel VERBOSE
+Subsystem sftp internal-sftp -d {base / "root"}
+{extra}"""
+    )
+    return config
+
+
+@contextlib.contextmanager
+def run_sshd(work_dir: Path) -> Iterator[SshdServer]:
+    """Run ``/usr/sbin/sshd -D -e`` on a free port with its own host key and config.
+
+    ``work_dir`` holds the config, keys and log (root-only is fine). The sFTP root and
+    authorized_keys live in a fresh directory under the system temp dir, because the sshd user
+    must reach them and pytest's temp dirs are private to root; it is removed on exit.
+    """
+    if not os.access(SSHD, os.X_OK) or shutil.which("ssh-keygen") is None:
+        raise ServerUnavailable(f"{SSHD} or ssh-keygen missing (apt-get install openssh-server)")
+    account = _ensure_sftp_user()
+    # sshd refuses to start without its privilege separation directory.
+    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    host_key_line = _keygen(work_dir / "host_ed25519")
+    other_key_line = _keygen(work_dir / "other_host_ed25519")
+    client_key = work_dir / "client_ed25519"
+    client_public = _keygen(client_key)
+
+    base = Path(tempfile.mkdtemp(prefix="dataflow-sshd-"))
+    try:
+        base.chmod(0o755)
+        (base / "authorized_keys").write_text(client_public + "\n")
+        (base / "authorized_keys").chmod(0o644)
+        root_dir = base / "root"
+        root_dir.mkdir()
+        os.chown(root_dir, account.pw_uid, account.pw_gid)
+        # Newer OpenSSH (9.8+) penalises a source address after failed logins; the tests fail
+        # logins on purpose. Older versions do not know the option: probe with sshd -t.
+        extra = "PerSourcePenalties no\n"
+        probe = _sshd_config(work_dir, 22, base, extra)
+        if subprocess.run([SSHD, "-t", "-f", str(probe)], capture_output=True).returncode != 0:
+            extra = ""
+        log_path = work_dir / "sshd.log"
+        process = None
+        for _ in range(3):  # the free port can be taken between probe and bind: try another
+            port = free_port()
+            config = _sshd_config(work_dir, port, base, extra)
+            log = open(log_path, "ab")  # noqa: SIM115 - handed to the process
+            process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+            log.close()
+            try:
+                wait_for_port(port, alive=lambda p=process: p.poll() is None)
+                break
+            except ServerUnavailable:
+                process.kill()
+                process.wait()
+                process = None
+        if process is None:
+            raise ServerUnavailable(f"sshd did not start: {log_path.read_text()[-2000:]}")
+        known_hosts = work_dir / "known_hosts"
+        known_hosts.write_text(f"[{LOCALHOST}]:{port} {host_key_line}\n")
+        changed = work_dir / "changed_known_hosts"
+        changed.write_text(f"[{LOCALHOST}]:{port} {other_key_line}\n")
+        try:
+            yield SshdServer(
+                host=LOCALHOST,
+                port=port,
+                user=SFTP_USER,
+                password=SFTP_PASSWORD,
+                private_key_path=client_key,
+                known_hosts=known_hosts,
+                changed_known_hosts=changed,
+                host_key_line=host_key_line,
+                root_dir=root_dir,
+                log_path=log_path,
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# -- moto (S3) --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MotoServer:
+    """moto's S3 over HTTP on 127.0.0.1 (accepts any credentials, verifies no checksum).
+
+    Fields:
+        endpoint_url: ``http://127.0.0.1:<port>``, the flow's ``endpoint_url``.
+        region: the region to name in flows.
+        env: AWS variables to set for a test (fake keys, no profile files, no instance
+            metadata), e.g. ``for k, v in server.env.items(): monkeypatch.setenv(k, v)``.
+        unset_env: variables to delete for a test, so a developer's own AWS setup never leaks.
+    """
+
+    endpoint_url: str
+    region: str = "us-east-1"
+    env: dict[str, str] = field(
+        default_factory=lambda: {
+            "AWS_ACCESS_KEY_ID": "dataflow-test-key",
+            "AWS_SECRET_ACCESS_KEY": "dataflow-test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
+    unset_env: tuple[str, ...] = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
+
+    def client(self) -> Any:
+        """An independent boto3 S3 client on this server (for setup and reading back)."""
+        import boto3
+
+        return boto3.session.Session(
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.region,
+        ).client("s3", endpoint_url=self.endpoint_url)
+
+    def flow_destination(self, bucket: str, folder: str = "") -> dict[str, Any]:
+        """The ``destination:`` mapping of a flow for ``bucket`` on this server."""
+        return {
+            "type": "s3",
+            "bucket": bucket,
+            "region": self.region,
+            "endpoint_url": self.endpoint_url,
+            "folder": folder,
+        }
+
+
+@contextlib.contextmanager
+def run_moto() -> Iterator[MotoServer]:
+    """Run ``moto.server.ThreadedMotoServer`` on a free port of 127.0.0.1."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        raise ServerUnavailable(f"moto[server] is not installed: {exc}") from exc
+    server = ThreadedMotoServer(ip_address=LOCALHOST, port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield MotoServer(endpoint_url=f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+# -- FTP(S) -----------------------------------------------------------------------------------
+
+
+def make_tls_certificate(directory: Path, host: str = LOCALHOST) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate it signed for ``host`` (and localhost).
+
+    Returns (ca_cert, server_cert, server_key) PEM paths. A real CA/leaf pair rather than one
+    self-signed certificate, so strict X.509 verification (Python 3.13's default) accepts it.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dataflow test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = (
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+    )
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return ca_path, cert_path, key_path
+
+
+class UploadFaults:
+    """Server-side fault injection for the test FTP server.
+
+    ``drop(count, after_bytes)`` makes the next ``count`` uploads lose their whole session
+    (control and data connection) once ``after_bytes`` arrived, as a network failure mid-upload
+    would; ``dropped`` counts them. ``refuse_rename_onto_existing = True`` makes RNTO onto an
+    existing file fail with 550, as IIS and some proftpd setups do.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._remaining = 0
+        self._after = 0
+        self.dropped = 0
+        self.refuse_rename_onto_existing = False
+
+    def drop(self, count: int = 1, after_bytes: int = 64 * 1024) -> None:
+        with self._lock:
+            self._remaining, self._after = count, after_bytes
+
+    def should_drop(self, received: int) -> bool:
+        with self._lock:
+            if self._remaining > 0 and received >= self._after:
+                self._remaining -= 1
+                self.dropped += 1
+                return True
+            return False
+
+
+@dataclass(frozen=True)
+class FtpServer:
+    """A pyftpdlib FTP server on 127.0.0.1: explicit FTPS (TLS required on control and data,
+    data connections must resume the control session, as vsftpd demands) or plain FTP.
+
+    Fields:
+        host, port: where it listens.
+        user, password: the only login (full permissions in ``root_dir``).
+        root_dir: the login directory on disk: relative paths land here.
+        tls: True for FTPS.
+        ca_file: the CA certificate that signed the server certificate (FTPS only). Trust it
+            with ``ssl.create_default_context(cafile=...)``, or for code that builds its own
+            context (``destination_for``) set ``SSL_CERT_FILE`` to it for the test.
+        faults: fault injection (``faults.drop(...)``), see ``UploadFaults``.
+    """
+
+    host: str
+    port: int
+    user: str
+    password: str
+    root_dir: Path
+    tls: bool
+    ca_file: Path | None
+    faults: UploadFaults
+
+    def flow_destination(self, password_env: str, folder: str = "") -> dict[str, Any]:
+        """The ``destination:`` mapping of a flow for this server."""
+        return {
+            "type": "ftp",
+            "host": self.host,
+            "port": self.port,
+            "username": self.user,
+            "password_env": password_env,
+            "tls": self.tls,
+            "folder": folder,
+        }
+
+
+def _ftp_handler(
+    root: Path, tls: bool, work_dir: Path, faults: UploadFaults
+) -> tuple[type, Path | None]:
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
+
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(FTP_USER, FTP_PASSWORD, str(root), perm="elradfmwMT")
+
+    base_dtp: type = TLS_DTPHandler if tls else DTPHandler
+
+    class FaultyDTP(base_dtp):  # type: ignore[valid-type,misc]
+        def handle_read_event(self) -> None:
+            super().handle_read_event()
+            if self.receive and faults.should_drop(self.tot_bytes_received):
+                self.cmd_channel.close()
+
+        def handle_ssl_established(self) -> None:
+            # vsftpd's require_ssl_reuse: a data connection must resume the control
+            # connection's TLS session, or it is refused.
+            from OpenSSL._util import lib
+
+            super().handle_ssl_established()
+            if not lib.SSL_session_reused(self.socket._ssl):
+                self.cmd_channel.respond("522 SSL connection failed: session reuse required")
+                self.close()
+
+    def ftp_RNTO(self: Any, path: str) -> Any:
+        if faults.refuse_rename_onto_existing and os.path.exists(path):
+            self._rnfr = None
+            self.respond("550 File exists.")
+            return None
+        return base_handler.ftp_RNTO(self, path)
+
+    base_handler: type = TLS_FTPHandler if tls else FTPHandler
+    attrs: dict[str, Any] = {
+        "ftp_RNTO": ftp_RNTO,
+        "authorizer": authorizer,
+        "dtp_handler": FaultyDTP,
+        "banner": "dataflow test ftpd",
+        "timeout": 60,
+    }
+    if not tls:
+        return type("TestFTPHandler", (base_handler,), attrs), None
+    from OpenSSL import SSL
+
+    ca, cert, key = make_tls_certificate(work_dir)
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_options(SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_COMPRESSION)
+    context.use_certificate_chain_file(str(cert))
+    context.use_privatekey_file(str(key))
+    # Without a session id context OpenSSL resumes no session, and session reuse is demanded.
+    context.set_session_id(b"dataflow-test-ftpd")
+    attrs.update(ssl_context=context, tls_control_required=True, tls_data_required=True)
+    return type("TestTLSFTPHandler", (base_handler,), attrs), ca
+
+
+@contextlib.contextmanager
+def run_ftpd(work_dir: Path, tls: bool = True) -> Iterator[FtpServer]:
+    """Run a pyftpdlib ``ThreadedFTPServer`` on a free port, rooted in ``work_dir/root``."""
+    try:
+        from pyftpdlib.servers import ThreadedFTPServer
+    except ImportError as exc:
+        raise ServerUnavailable(f"pyftpdlib is not installed: {exc}") from exc
+    root = work_dir / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    faults = UploadFaults()
+    handler, ca_file = _ftp_handler(root, tls, work_dir, faults)
+    server = ThreadedFTPServer((LOCALHOST, 0), handler)
+    server.poll_timeout = 0.05  # type: ignore[attr-defined]  # stop within 50 ms, not 1 s
+    serving = threading.Event()
+    serving.set()
+
+    def serve() -> None:
+        while serving.is_set():
+            server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+
+    thread = threading.Thread(target=serve, name="ftpd", daemon=True)
+    thread.start()
+    try:
+        port = server.address[1]
+        wait_for_port(port)
+        yield FtpServer(LOCALHOST, port, FTP_USER, FTP_PASSWORD, root, tls, ca_file, faults)
+    finally:
+        serving.clear()
+        thread.join(timeout=5)
+        server.close_all()
