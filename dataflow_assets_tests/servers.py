@@ -642,6 +642,7 @@ def _ftp_handler(
         "dtp_handler": FaultyDTP,
         "banner": "dataflow test ftpd",
         "timeout": 60,
+        "auth_failed_timeout": 0.1,  # pyftpdlib waits 3 s before answering a bad password
     }
     if not tls:
         return type("TestFTPHandler", (base_handler,), attrs), None

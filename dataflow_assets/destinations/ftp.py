@@ -39,14 +39,27 @@ class SessionReusingFTP_TLS(ftplib.FTP_TLS):
     """``FTP_TLS`` whose protected data connections resume the control connection's session.
 
     vsftpd (``require_ssl_reuse=YES``, its default), FileZilla Server and others refuse a data
-    connection that does not resume it, as proof that it comes from the same client.
+    connection that does not resume it, as proof that it comes from the same client; stdlib
+    ``FTP_TLS`` starts a fresh session on every data connection.
     """
+
+    protected = False
+
+    def prot_p(self) -> str:
+        reply = super().prot_p()
+        self.protected = True
+        return reply
+
+    def prot_c(self) -> str:
+        reply = super().prot_c()
+        self.protected = False
+        return reply
 
     def ntransfercmd(
         self, cmd: str, rest: int | str | None = None
     ) -> tuple[socket.socket, int | None]:
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if getattr(self, "_prot_p", False):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)  # a plain socket: wrap it here
+        if self.protected:
             session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
             conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
         return conn, size
@@ -173,6 +186,8 @@ class FtpHost(Destination):
                 "install its CA in the system trust store or point SSL_CERT_FILE at it",
                 permanent=True,
             )
+        if isinstance(exc, EOFError | ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            return DestinationError(f"{where}: the connection was closed", permanent=False)
         if isinstance(exc, TimeoutError | socket.timeout):
             return DestinationError(f"{where}: timed out after {self.timeout:g}s", permanent=False)
         if isinstance(exc, OSError) and exc.strerror:

@@ -12,9 +12,9 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
-from dataflow_assets.destinations import DestinationError, RemoteFile
+from dataflow_assets.destinations import DestinationError, RemoteFile, destination_for
 from dataflow_assets.destinations.s3 import S3Bucket
-from dataflow_assets.flow import S3Destination
+from dataflow_assets.flow import FlowSpec, S3Destination
 from dataflow_assets_tests.destinations.conftest import FAST_RETRY
 from dataflow_assets_tests.servers import MotoServer, TcpProxy, free_port
 
@@ -193,3 +193,20 @@ def test_error_classification(code: str, status: int, permanent: bool) -> None:
     error = s3._classify(_client_error(code, status), "cannot upload x")
     assert error.permanent is permanent
     assert str(error).startswith("s3://bucket: cannot upload x: ")
+
+
+def test_destination_for_builds_an_s3_bucket(moto: MotoServer, bucket: str) -> None:
+    """Credentials come from the AWS environment (the ``moto`` fixture's), never the flow."""
+    flow = FlowSpec.model_validate(
+        {
+            "name": "f",
+            "start_date": "2026-01-01",
+            "format": "parquet",
+            "destination": moto.flow_destination(bucket, folder="exports"),
+        }
+    )
+    with destination_for(flow) as destination:
+        assert isinstance(destination, S3Bucket)
+        destination.check_folder(flow.folder)
+        destination.put_bytes(b"x", "exports/x")
+    assert moto.client().get_object(Bucket=bucket, Key="exports/x")["Body"].read() == b"x"
