@@ -17,7 +17,7 @@ import base64
 import contextlib
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import boto3
 import botocore.config
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
+T = TypeVar("T")
 MiB = 1024 * 1024
 
 #: Error codes that no retry can fix.
@@ -48,6 +49,7 @@ _PERMANENT_CODES = {
     "ExpiredToken": "the AWS session token has expired",
     "InvalidToken": "the AWS session token is not valid",
     "NoSuchKey": "no such object",
+    "RequestTimeTooSkewed": "this machine's clock is off (request time too skewed)",
 }
 #: Throttling and server-side trouble: worth waiting for.
 _TRANSIENT_CODES = {
@@ -55,7 +57,6 @@ _TRANSIENT_CODES = {
     "Throttling",
     "ThrottlingException",
     "RequestTimeout",
-    "RequestTimeTooSkewed",
     "InternalError",
     "ServiceUnavailable",
     "BadDigest",
@@ -147,7 +148,12 @@ class S3Bucket(Destination):
             try:
                 self._s3().head_bucket(Bucket=self.spec.bucket)
             except botocore.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("403", "AccessDenied"):
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("404", "NoSuchBucket"):  # HEAD answers carry no error code
+                    raise DestinationError(
+                        f"{self.description}: the bucket does not exist", permanent=True
+                    ) from exc
+                if code not in ("403", "AccessDenied"):
                     raise
 
         self._call(head, "cannot open the bucket")
@@ -194,7 +200,7 @@ class S3Bucket(Destination):
         # Connection refused/reset/closed, timeouts, truncated responses: the network's fault.
         return DestinationError(f"{where}: {type(exc).__name__}: {exc}", permanent=False)
 
-    def _call(self, operation: Callable[[], Any], what: str) -> Any:
+    def _call(self, operation: Callable[[], T], what: str) -> T:
         return retrying(
             operation,
             policy=self.retry,
@@ -290,16 +296,14 @@ class S3Bucket(Destination):
                     out.append(RemoteFile(obj["Key"], int(obj["Size"])))
             return sorted(out, key=lambda f: f.path)
 
-        result: list[RemoteFile] = self._call(walk, f"cannot list {prefix or '/'}")
-        return result
+        return self._call(walk, f"cannot list {prefix or '/'}")
 
     def read_bytes(self, path: str) -> bytes:
         def get() -> bytes:
             response = self._s3().get_object(Bucket=self.spec.bucket, Key=path)
             return response["Body"].read()
 
-        data: bytes = self._call(get, f"cannot read {path}")
-        return data
+        return self._call(get, f"cannot read {path}")
 
     def download(self, path: str, local_path: Path) -> None:
         self._call(

@@ -117,7 +117,7 @@ def test_missing_bucket_is_permanent(moto: MotoServer) -> None:
     with pytest.raises(DestinationError) as info:
         s3.open()
     assert info.value.permanent
-    assert "s3://no-such-bucket-here" in str(info.value)
+    assert str(info.value) == "s3://no-such-bucket-here: the bucket does not exist"
     with pytest.raises(DestinationError) as info:
         s3.put_bytes(b"x", "x")
     assert info.value.permanent
