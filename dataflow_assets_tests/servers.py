@@ -220,6 +220,17 @@ class SshdServer:
     root_dir: Path
     log_path: Path
 
+    def make_folder(self, folder: str) -> Path:
+        """Create ``folder`` (and its parents) under ``root_dir``, owned by ``user``, as the
+        customer does before a flow delivers there (sFTP folders are never created on the fly)."""
+        account = pwd.getpwnam(self.user)
+        path = self.root_dir
+        for part in folder.split("/"):
+            path = path / part
+            path.mkdir(exist_ok=True)
+            os.chown(path, account.pw_uid, account.pw_gid)
+        return path
+
     def write_known_hosts(self, path: Path, port: int | None = None) -> Path:
         """Write a known_hosts file trusting this server's key at ``port`` (default: its own;
         pass a ``TcpProxy``'s port to reach the server through the proxy)."""
@@ -587,6 +598,13 @@ class FtpServer:
     tls: bool
     ca_file: Path | None
     faults: UploadFaults
+
+    def make_folder(self, folder: str) -> Path:
+        """Create ``folder`` (and its parents) under ``root_dir``, as the customer does before a
+        flow delivers there (FTP folders are never created on the fly)."""
+        path = self.root_dir / folder
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def flow_destination(self, password_env: str, folder: str = "") -> dict[str, Any]:
         """The ``destination:`` mapping of a flow for this server."""

@@ -44,7 +44,7 @@ def ftps(ftps_server: FtpServer, monkeypatch: pytest.MonkeyPatch) -> FtpServer:
 def folder(ftpd: FtpServer) -> str:
     """A fresh folder in the login directory, as a customer would have created it."""
     name = f"out-{uuid.uuid4().hex[:8]}"
-    (ftpd.root_dir / name).mkdir()
+    ftpd.make_folder(name)
     return name
 
 
@@ -244,7 +244,7 @@ def test_destination_for_builds_an_ftps_host(
 ) -> None:
     """The default TLS context trusts what OpenSSL trusts: SSL_CERT_FILE points it at our CA."""
     monkeypatch.setenv("SSL_CERT_FILE", str(ftps.ca_file))
-    (ftps.root_dir / "via-flow").mkdir(exist_ok=True)
+    ftps.make_folder("via-flow")
     flow = FlowSpec.model_validate(
         {
             "name": "f",

@@ -27,9 +27,7 @@ PASSWORD_ENV = "DATAFLOW_TEST_SFTP_PASSWORD"
 def folder(sshd: SshdServer) -> str:
     """A fresh folder in the server's login directory, as a customer would have created it."""
     name = f"out-{uuid.uuid4().hex[:8]}"
-    path = sshd.root_dir / name
-    path.mkdir()
-    os.chown(path, sshd.root_dir.stat().st_uid, sshd.root_dir.stat().st_gid)
+    sshd.make_folder(name)
     return name
 
 
