@@ -1,0 +1,376 @@
+"""``dataflow load``: load a flow's reported files into a DuckDB table, exactly once.
+
+Generations are applied in report order (the report's stamp), each in ONE transaction: its
+rows, the columns its properties need, and its ledger rows (``dataflow_assets.consumer.ledger``)
+commit together, so an interrupted load leaves every generation either fully in the table or
+not at all, and the next run resumes with the first generation not in the ledger. Each file is
+downloaded, checked against its manifest (size, SHA-256, rows) and only then inserted.
+
+The table gets one column of the loader's own, ``_dataflow_watermark``: every event of the
+row's generation was inserted at sequence <= this value (a live generation's window ``to``, a
+regeneration's watermark). It is what makes regenerations exact:
+
+Applying a regeneration of ``[X, Y)`` with watermark ``W`` deletes the rows of ``[X, Y)`` whose
+``_dataflow_watermark <= W`` and inserts the regeneration's rows. Rows of live generations after
+the watermark (window ``from >= W``, so ``_dataflow_watermark > W``) are events the
+regeneration does not hold: they stay. A live generation loaded later whose window ``to <= W``
+skips its rows of ``[X, Y)``: the regeneration already holds them. Where a regeneration with a
+watermark >= ``W`` was applied before, it is kept (it is as recent). So whatever the order in
+which live generations and regenerations are loaded, the table ends with each event once.
+
+``dedupe`` (a column, e.g. ``event_id``) skips rows whose value is already in the table, or
+earlier in the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from dataflow_assets.consumer import ledger
+from dataflow_assets.consumer.columns import REQUIRED, WATERMARK, combine, normalize, quote
+from dataflow_assets.consumer.deliveries import Deliveries, Report
+from dataflow_assets.consumer.ledger import AppliedRegeneration
+from dataflow_assets.consumer.manifest import Manifest
+from dataflow_assets.consumer.reading import StagedFile, drop_staged, stage_file
+from dataflow_assets.consumer.verify import ReportedFile, report_files
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], object]
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class LoadError(Exception):
+    """A load that cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The table to load into: ``name`` or ``schema.name``."""
+
+    schema: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        parts = text.split(".")
+        if len(parts) > 2 or not all(IDENTIFIER.match(p) for p in parts):
+            raise LoadError(f"--table {text!r}: use a name or schema.name ([A-Za-z_][A-Za-z0-9_]*)")
+        return cls(*parts) if len(parts) == 2 else cls("main", parts[0])
+
+    @property
+    def sql(self) -> str:
+        return f"{quote(self.schema)}.{quote(self.name)}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    table: Target
+    regeneration: bool = False
+    dedupe: str | None = None
+    csv_separator: str | None = None
+
+
+@dataclass
+class PendingGeneration:
+    """A reported generation not in the ledger yet, with the files to load."""
+
+    report: Report
+    manifest: Manifest
+    files: list[ReportedFile]
+    #: files this report lists that another report already loaded
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.expected.bytes for f in self.files)
+
+
+@dataclass
+class LoadPlan:
+    pending: list[PendingGeneration]
+    already_loaded: int
+
+    @property
+    def files(self) -> int:
+        return sum(len(p.files) for p in self.pending)
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.pending)
+
+
+@dataclass(frozen=True)
+class GenerationLoad:
+    report: str
+    generation_id: str
+    kind: str
+    files: int
+    inserted: int
+    deleted: int
+
+
+def connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """The target database, in UTC, with the ledger tables."""
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    ledger.ensure(con)
+    return con
+
+
+def plan_load(
+    con: duckdb.DuckDBPyConnection, deliveries: Deliveries, options: LoadOptions
+) -> LoadPlan:
+    """The generations at ``deliveries`` to load, in order. Raises LoadError when one of them
+    is of the other kind (live/regeneration) or its report is broken (nothing is loaded then)."""
+    table = options.table.key
+    done = ledger.loaded_generations(con, table, deliveries.flow)
+    files_done = ledger.loaded_files(con, table, deliveries.flow)
+    pending: list[PendingGeneration] = []
+    already = 0
+    for report in deliveries.reports:
+        files, problems = report_files(deliveries, report)
+        if problems:
+            raise LoadError(
+                f"{report.path}: {problems[0].detail}; nothing loaded "
+                f"(run `dataflow verify {deliveries.location.url} --flow {deliveries.flow}`)"
+            )
+        manifest = report.manifest
+        assert manifest is not None
+        if manifest.generation_id in done:
+            already += 1
+            continue
+        if manifest.is_regeneration != options.regeneration:
+            hint = (
+                "a regeneration: load regeneration folders with --regeneration"
+                if manifest.is_regeneration
+                else "a live generation: --regeneration is for regeneration folders only"
+            )
+            raise LoadError(f"{report.path}: generation {manifest.generation_id} is {hint}")
+        keep = [f for f in files if f.reported not in files_done]
+        skipped = [f.reported for f in files if f.reported in files_done]
+        for path in skipped:
+            log.warning("%s: %s was loaded with another report; skipped", report.path, path)
+        pending.append(PendingGeneration(report, manifest, keep, skipped))
+    return LoadPlan(pending, already)
+
+
+# -- the target table ------------------------------------------------------------------------
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, target: Target) -> dict[str, str]:
+    """Column -> kind of the target table; empty when it does not exist."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = ? AND table_name = ? "
+        "ORDER BY column_index",
+        [target.schema, target.name],
+    ).fetchall()
+    return {str(name): normalize(str(kind)) for name, kind in rows}
+
+
+def _fit_table(
+    con: duckdb.DuckDBPyConnection, target: Target, staged: StagedFile
+) -> dict[str, str]:
+    """Create the table or add/widen its columns so that ``staged`` fits; its columns."""
+    columns = table_columns(con, target)
+    typed = [c for c in staged.columns if c.kind is not None]
+    if not columns:
+        ordered = sorted(
+            typed, key=lambda c: list(REQUIRED).index(c.name) if c.name in REQUIRED else 3
+        )
+        body = ", ".join(f"{quote(c.name)} {c.kind}" for c in ordered)
+        if target.schema != "main":
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(target.schema)}")
+        con.execute(f"CREATE TABLE {target.sql} ({body}, {quote(WATERMARK)} BIGINT)")
+        return table_columns(con, target)
+    if WATERMARK not in columns:
+        con.execute(f"ALTER TABLE {target.sql} ADD COLUMN {quote(WATERMARK)} BIGINT")
+    for column in typed:
+        assert column.kind is not None
+        known = columns.get(column.name)
+        if known is None:
+            log.info("%s: new column %s %s", target.key, column.name, column.kind)
+            con.execute(f"ALTER TABLE {target.sql} ADD COLUMN {quote(column.name)} {column.kind}")
+        elif (wider := combine(known, column.kind)) != known:
+            log.warning(
+                "%s: column %s widened from %s to %s (a file has %s values)",
+                target.key,
+                column.name,
+                known,
+                wider,
+                column.kind,
+            )
+            con.execute(f"ALTER TABLE {target.sql} ALTER COLUMN {quote(column.name)} TYPE {wider}")
+    return table_columns(con, target)
+
+
+def row_count(con: duckdb.DuckDBPyConnection, target: Target) -> int | None:
+    """Rows in the target table; None when it does not exist."""
+    if not table_columns(con, target):
+        return None
+    row = con.execute(f"SELECT count(*) FROM {target.sql}").fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- time ranges -------------------------------------------------------------------------------
+
+
+def _timestamp(value: dt.datetime) -> str:
+    return f"TIMESTAMPTZ '{value.astimezone(dt.UTC).isoformat()}'"
+
+
+def _within(column: str, start: dt.datetime, end: dt.datetime) -> str:
+    return f"({column} >= {_timestamp(start)} AND {column} < {_timestamp(end)})"
+
+
+def _outside(column: str, regenerations: list[AppliedRegeneration]) -> list[str]:
+    return [f"NOT {_within(column, r.start, r.end)}" for r in regenerations]
+
+
+# -- one generation --------------------------------------------------------------------------
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    target: Target,
+    staged: StagedFile,
+    columns: dict[str, str],
+    bound: int,
+    where: list[str],
+    dedupe: str | None,
+) -> int:
+    select = ", ".join(
+        f"{c.cast(columns[c.name])} AS {quote(c.name)}" for c in staged.columns if c.name in columns
+    )
+    conditions = list(where)
+    qualify = ""
+    if dedupe is not None:
+        key = quote(dedupe)
+        conditions.append(f"NOT EXISTS (SELECT 1 FROM {target.sql} d WHERE d.{key} = s.{key})")
+        qualify = f"QUALIFY row_number() OVER (PARTITION BY s.{key} ORDER BY s._dataflow_ord) = 1"
+    sql = (
+        f"INSERT INTO {target.sql} BY NAME SELECT * EXCLUDE (_dataflow_ord) FROM ("
+        f"SELECT {select}, {bound}::BIGINT AS {quote(WATERMARK)}, rowid AS _dataflow_ord "
+        f"FROM _dataflow_raw) s"
+        + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        + (f" {qualify}" if qualify else "")
+    )
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _check_download(local: Path, file: ReportedFile) -> None:
+    size = local.stat().st_size
+    if size != file.expected.bytes:
+        raise LoadError(
+            f"{file.location}: {size} bytes, its manifest says {file.expected.bytes}; not loaded"
+        )
+    digest = hashlib.sha256()
+    with open(local, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != file.expected.sha256:
+        raise LoadError(f"{file.location}: SHA-256 differs from its manifest's; not loaded")
+
+
+def load_generation(
+    con: duckdb.DuckDBPyConnection,
+    deliveries: Deliveries,
+    pending: PendingGeneration,
+    options: LoadOptions,
+    workdir: Path,
+    progress: Progress | None = None,
+) -> GenerationLoad:
+    """Apply one generation in one transaction (see the module docstring). On any error the
+    transaction is rolled back and the error raised: LoadError, DestinationError, duckdb.Error,
+    ReadError."""
+    target, manifest = options.table, pending.manifest
+    table, flow = target.key, deliveries.flow
+    applied = ledger.applied_regenerations(con, table, flow)
+    where: list[str] = []
+    deleted = inserted = 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if manifest.is_regeneration:
+            start, end = manifest.time_range()
+            newer = [r for r in applied if r.watermark >= manifest.bound]
+            where = [_within("hit_time_utc", start, end), *_outside("hit_time_utc", newer)]
+            if table_columns(con, target):
+                deleted = _delete(con, target, where, manifest.bound)
+        else:
+            newer = [r for r in applied if r.watermark >= manifest.bound]
+            where = _outside("hit_time_utc", newer)
+        for file in pending.files:
+            local = workdir / file.location.rpartition("/")[2]
+            try:
+                deliveries.location.destination.download(file.location, local)
+                _check_download(local, file)
+                staged = stage_file(
+                    con,
+                    local,
+                    manifest.format,
+                    separator=options.csv_separator,
+                    order=manifest.columns,
+                )
+            finally:
+                local.unlink(missing_ok=True)
+            if staged.rows != file.expected.rows:
+                raise LoadError(
+                    f"{file.location}: {staged.rows} rows, its manifest says {file.expected.rows}"
+                )
+            columns = _fit_table(con, target, staged)
+            if options.dedupe is not None and options.dedupe not in columns:
+                raise LoadError(f"--dedupe {options.dedupe}: no such column in {target.key}")
+            rows = _insert(con, target, staged, columns, manifest.bound, where, options.dedupe)
+            drop_staged(con)
+            ledger.record_file(con, table, manifest, file.expected, rows)
+            inserted += rows
+            if progress:
+                progress(file.expected.bytes)
+        ledger.record_generation(
+            con,
+            table,
+            manifest,
+            deliveries.location.relative(pending.report.path),
+            deliveries.location.url,
+            len(pending.files),
+            inserted,
+            deleted,
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    return GenerationLoad(
+        pending.report.path,
+        manifest.generation_id,
+        manifest.kind,
+        len(pending.files),
+        inserted,
+        deleted,
+    )
+
+
+def _delete(
+    con: duckdb.DuckDBPyConnection, target: Target, region: list[str], watermark: int
+) -> int:
+    """Delete the rows of ``region`` the regeneration replaces: those whose events were all
+    inserted up to its ``watermark``."""
+    conditions = [*region, f"{quote(WATERMARK)} <= {int(watermark)}"]
+    row = con.execute(f"DELETE FROM {target.sql} WHERE {' AND '.join(conditions)}").fetchone()
+    return int(row[0]) if row else 0
