@@ -69,7 +69,7 @@ def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec) -> Generati
     if tags.PLANNED_AT in run_tags:
         planned_at = dt.datetime.fromisoformat(run_tags[tags.PLANNED_AT])
     else:
-        record = context.instance.get_run_record_by_id(context.run_id)
+        record = context.instance.get_run_record_by_id(context.run.run_id)
         created = record.create_timestamp if record else None
         planned_at = (created or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     return Generation(
@@ -119,7 +119,7 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         f"{flow.regeneration_root!r}.",
     )
     def files(context: dg.AssetExecutionContext, store: EventStore) -> GenerationResult:
-        context.instance.add_run_tags(context.run_id, process_tags())
+        context.instance.add_run_tags(context.run.run_id, process_tags())
         run_tags = dict(context.run.tags)
         live = tags.GENERATION in run_tags
         generation = generation_from_tags(flow, run_tags) if live else _regeneration(context, flow)

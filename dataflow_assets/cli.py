@@ -107,7 +107,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if total_rejected or failed else 0
 
 
-def _instance_and_defs():
+def _instance_and_defs(db: Path):
     import dagster as dg
 
     from dataflow_assets.definitions import build_definitions
@@ -117,7 +117,7 @@ def _instance_and_defs():
     flows = load_flows()
     for error in flows.errors:
         print(f"skipping invalid flow: {error}", file=sys.stderr)
-    return dg.DagsterInstance.get(), build_definitions(flows), flows
+    return dg.DagsterInstance.get(), build_definitions(flows, db), flows
 
 
 class _Bars:
@@ -146,7 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dataflow_assets import progress
     from dataflow_assets.export import export_flow
 
-    instance, defs, flows = _instance_and_defs()
+    instance, defs, flows = _instance_and_defs(Path(args.db))
     try:
         targets = (
             [flows.by_name(n) for n in args.flows]
@@ -193,7 +193,7 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
     from dataflow_assets import progress
     from dataflow_assets.regenerate import RegenerationError, parse_bound, regenerate
 
-    instance, defs, flows = _instance_and_defs()
+    instance, defs, flows = _instance_and_defs(Path(args.db))
     try:
         flow = flows.by_name(args.flow)
         start, end = parse_bound(args.start), parse_bound(args.end)
@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="first instant, e.g. 2026-11-01 or 2026-11-01T10:00",
     )
     p.add_argument("--to", dest="end", required=True, help="end instant (excluded)")
+    p.add_argument("--db", default=str(default_db_path()), help=db_help)
     p.set_defaults(func=cmd_regenerate)
 
     p = sub.add_parser(

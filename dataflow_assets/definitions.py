@@ -6,6 +6,7 @@ An invalid flow file is logged and listed on the ``events`` asset; the valid one
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import dagster as dg
 
@@ -17,7 +18,8 @@ from dataflow_assets.schedules import generation_job, generation_schedule, regen
 log = logging.getLogger(__name__)
 
 
-def build_definitions(flows: FlowSet) -> dg.Definitions:
+def build_definitions(flows: FlowSet, db: Path | None = None) -> dg.Definitions:
+    """Definitions of ``flows`` reading the store at ``db`` (default: ``DATAFLOW_EVENTS_DB``)."""
     for error in flows.errors:
         log.warning("flow refused: %s", error)
     assets: list = [events_spec([str(e) for e in flows.errors])]
@@ -30,7 +32,7 @@ def build_definitions(flows: FlowSet) -> dg.Definitions:
         assets=assets,
         jobs=jobs,
         schedules=schedules,
-        resources=default_resources(),
+        resources=default_resources(db),
         executor=dg.in_process_executor,
     )
 

@@ -127,20 +127,10 @@ def _no_inline_secret(data: dict[str, Any]) -> None:
             )
 
 
-class LocalDestination(_Strict):
-    type: Literal["local"]
-    path: Annotated[str, Field(description="Root directory of the destination.")]
-    folder: str = ""
+class _Destination(_Strict):
+    """Fields and checks shared by every destination."""
 
-    _folder = field_validator("folder")(classmethod(lambda cls, v: _check_relative_folder(v)))
-
-
-class S3Destination(_Strict):
-    type: Literal["s3"]
-    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-    folder: str = ""
+    folder: Annotated[str, Field(description="Folder inside the destination.")] = ""
 
     _folder = field_validator("folder")(classmethod(lambda cls, v: _check_relative_folder(v)))
 
@@ -148,17 +138,35 @@ class S3Destination(_Strict):
     @classmethod
     def _secrets(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            _no_inline_secret(data)
+        return data
+
+
+class LocalDestination(_Destination):
+    type: Literal["local"]
+    path: Annotated[str, Field(description="Root directory of the destination.")]
+
+
+class S3Destination(_Destination):
+    type: Literal["s3"]
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
             for key in ("access_key", "aws_access_key_id", "access_key_id"):
                 if key in data:
                     raise ValueError(
                         f"{key}: S3 credentials come from the AWS environment/profile chain, "
                         "never from the flow file"
                     )
-            _no_inline_secret(data)
         return data
 
 
-class SftpDestination(_Strict):
+class SftpDestination(_Destination):
     type: Literal["sftp"]
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 22
@@ -168,16 +176,6 @@ class SftpDestination(_Strict):
     ] = None
     private_key_path: str | None = None
     known_hosts: Annotated[str, Field(description="known_hosts file; unknown keys are refused.")]
-    folder: str = ""
-
-    _folder = field_validator("folder")(classmethod(lambda cls, v: _check_relative_folder(v)))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            _no_inline_secret(data)
-        return data
 
     @model_validator(mode="after")
     def _auth(self) -> SftpDestination:
@@ -186,23 +184,13 @@ class SftpDestination(_Strict):
         return self
 
 
-class FtpDestination(_Strict):
+class FtpDestination(_Destination):
     type: Literal["ftp"]
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 21
     username: str
     password_env: Annotated[str, Field(description="Environment variable holding the password.")]
     tls: Annotated[bool, Field(description="Explicit FTPS with a protected data channel.")] = True
-    folder: str = ""
-
-    _folder = field_validator("folder")(classmethod(lambda cls, v: _check_relative_folder(v)))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            _no_inline_secret(data)
-        return data
 
 
 DestinationSpec = Annotated[
@@ -235,7 +223,7 @@ class FlowSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _separator_only_with_csv(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "csv_separator" in data and data.get("format") != "csv":
+        if isinstance(data, dict) and "csv_separator" in data and data.get("format") in ("json", "parquet"):
             raise ValueError("csv_separator: only allowed with format: csv")
         return data
 
@@ -314,6 +302,11 @@ def _errors_of(path: Path, exc: ValidationError) -> list[FlowError]:
             if not p.startswith("function-") and p not in {"local", "s3", "sftp", "ftp"}
         ]
         msg = err["msg"].removeprefix("Value error, ")
+        # Model-level checks name their key first ("csv_separator: only allowed with ...").
+        named = re.match(r"^([a-z_]+): (.*)$", msg, re.S)
+        if named and err["type"] == "value_error":
+            loc.append(named.group(1))
+            msg = named.group(2)
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":

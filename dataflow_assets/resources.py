@@ -51,8 +51,8 @@ class GenerationIOManager(dg.ConfigurableIOManager):
         return GenerationResult.from_json(json.loads(path.read_text()))
 
 
-def default_resources() -> dict[str, object]:
+def default_resources(db: Path | None = None) -> dict[str, object]:
     return {
-        "store": EventStore(db_path=str(default_db_path())),
+        "store": EventStore(db_path=str(db or default_db_path())),
         "generation_io": GenerationIOManager(base_dir=str(default_staging_dir() / "runs")),
     }

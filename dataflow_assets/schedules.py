@@ -3,7 +3,6 @@
 import dagster as dg
 
 from dataflow_assets.flow import FlowSpec
-from dataflow_assets.partitions import partitions_def
 from dataflow_assets.planner import Skip, plan_generation
 from dataflow_assets.resources import EventStore
 from dataflow_assets.watermark import files_key, report_key
@@ -19,7 +18,6 @@ def generation_job(flow: FlowSpec):  # -> an unresolved asset job (no public typ
     return dg.define_asset_job(
         name=job_name(flow),
         selection=dg.AssetSelection.assets(files_key(flow), report_key(flow)),
-        partitions_def=partitions_def(flow.start_date, flow.partitioning),
         # 0.5 s of run overhead instead of 6-11 s with the multiprocess executor (DESIGN.md).
         executor_def=dg.in_process_executor,
         description=f"One live generation of flow {flow.name!r}: files, then delivery report.",
@@ -35,7 +33,6 @@ def regeneration_job(flow: FlowSpec):  # -> an unresolved asset job
     return dg.define_asset_job(
         name=regeneration_job_name(flow),
         selection=dg.AssetSelection.assets(files_key(flow)),
-        partitions_def=partitions_def(flow.start_date, flow.partitioning),
         executor_def=dg.in_process_executor,
         description=f"Regenerate past partitions of {flow.name!r} into {flow.regeneration_root!r}.",
     )

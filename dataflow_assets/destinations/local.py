@@ -78,13 +78,17 @@ class LocalFolder(Destination):
         try:
             return self._target(path).read_bytes()
         except FileNotFoundError as exc:
-            raise DestinationError(f"{self.description}: {path} does not exist", permanent=True) from exc
+            raise DestinationError(
+                f"{self.description}: {path} does not exist", permanent=True
+            ) from exc
 
     def download(self, path: str, local_path: Path) -> None:
         try:
             shutil.copyfile(self._target(path), local_path)
         except FileNotFoundError as exc:
-            raise DestinationError(f"{self.description}: {path} does not exist", permanent=True) from exc
+            raise DestinationError(
+                f"{self.description}: {path} does not exist", permanent=True
+            ) from exc
 
     def delete(self, path: str) -> None:
         self._target(path).unlink(missing_ok=True)

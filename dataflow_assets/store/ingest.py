@@ -54,6 +54,10 @@ class BadRow(ValueError):
     """A row that cannot be loaded; the message is its reason."""
 
 
+class UnreadableFile(ValueError):
+    """A file that cannot be read to its end; none of it is loaded."""
+
+
 @dataclass
 class IngestResult:
     source: Path
@@ -102,11 +106,15 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
-def _open_text(path: Path, progress: Progress | None) -> IO[str]:
+def _open_binary(path: Path, progress: Progress | None) -> IO[bytes]:
     raw: IO[bytes] = io.BufferedReader(_CountingReader(open(path, "rb"), progress))  # noqa: SIM115
     if path.suffix.lower() == ".gz":
         raw = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return raw
+
+
+def _open_text(path: Path, progress: Progress | None) -> IO[str]:
+    return io.TextIOWrapper(_open_binary(path, progress), encoding="utf-8", errors="strict", newline="")
 
 
 def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, str]]:
@@ -122,55 +130,56 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
             if progress:
                 progress(0)
         return
-    with _open_text(path, progress) as fh:
-        if kind == "ndjson":
-            line_no = 0
-            while True:
-                try:
-                    line = fh.readline()
-                except UnicodeDecodeError as exc:
-                    yield line_no + 1, BadRow(f"not UTF-8: {exc.reason}"), ""
-                    return
-                if not line:
-                    return
-                line_no += 1
+    if kind == "ndjson":
+        # Byte lines, decoded one by one: a line that is not UTF-8 is one bad row, not the end.
+        with _open_binary(path, progress) as raw:
+            for line_no, line in enumerate(raw, start=1):
                 if not line.strip():
                     continue
+                text = line.rstrip(b"\r\n")
                 try:
-                    yield line_no, json.loads(line), line.rstrip("\r\n")
+                    decoded = text.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield line_no, BadRow(f"not UTF-8: {exc.reason}"), text.decode("utf-8", "replace")
+                    continue
+                try:
+                    yield line_no, json.loads(decoded), decoded
                 except (json.JSONDecodeError, RecursionError) as exc:
-                    yield line_no, BadRow(f"not valid JSON: {exc}"), line.rstrip("\r\n")
-        else:
-            reader = csv.reader(fh)
+                    yield line_no, BadRow(f"not valid JSON: {exc}"), decoded
+        return
+    with _open_text(path, progress) as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise UnreadableFile(f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded") from exc
+        while True:
+            start = reader.line_num + 1
             try:
-                header = next(reader)
+                values = next(reader)
             except StopIteration:
                 return
             except (csv.Error, UnicodeDecodeError) as exc:
-                yield 1, BadRow(f"unreadable CSV header: {exc}"), ""
-                return
-            while True:
-                start = reader.line_num + 1
-                try:
-                    values = next(reader)
-                except StopIteration:
-                    return
-                except (csv.Error, UnicodeDecodeError) as exc:
-                    yield start, BadRow(f"unreadable CSV record: {exc}"), ""
-                    return
-                if len(values) != len(header):
-                    yield (
-                        start,
-                        BadRow(f"{len(values)} fields where the header has {len(header)}"),
-                        ",".join(values),
-                    )
-                    continue
-                # CSV has no null: an empty field is one. Values stay text until typed.
-                record = {
-                    k: (_CsvText(v) if v != "" else None)
-                    for k, v in zip(header, values, strict=True)
-                }
-                yield start, record, ",".join(values)
+                # The reader cannot resume after this: fail the whole file rather than load a
+                # prefix of it and lose the rest.
+                raise UnreadableFile(
+                    f"{path}: line {start}: unreadable CSV ({exc}); nothing loaded"
+                ) from exc
+            if len(values) != len(header):
+                yield (
+                    start,
+                    BadRow(f"{len(values)} fields where the header has {len(header)}"),
+                    ",".join(values),
+                )
+                continue
+            # CSV has no null: an empty field is one. Values stay text until typed.
+            record = {
+                k: (_CsvText(v) if v != "" else None)
+                for k, v in zip(header, values, strict=True)
+            }
+            yield start, record, ",".join(values)
 
 
 class _CsvText(str):
@@ -232,7 +241,7 @@ def coerce(key: str, value: Any, kind: PropertyType) -> Any:
             if FLOAT_TEXT.match(text):
                 return _finite(key, float(text))
             raise clash
-        return parse_timestamp(text)
+        return _timestamp(key, text)
     if kind is PropertyType.STRING:
         if isinstance(value, str):
             return value
@@ -249,10 +258,14 @@ def coerce(key: str, value: Any, kind: PropertyType) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return _finite(key, float(value))
         raise clash
+    return _timestamp(key, value)
+
+
+def _timestamp(key: str, value: Any) -> dt.datetime:
     try:
         return parse_timestamp(value)
-    except BadRow:
-        raise clash from None
+    except BadRow as exc:
+        raise BadRow(f"{key}: {exc}") from None
 
 
 def _show(value: Any) -> str:

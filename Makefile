@@ -1,0 +1,45 @@
+# Data Flow on Dagster. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv: the one on PATH, or the module pip installed (bootstrapped by `make install`).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+export DATAFLOW_EVENTS_DB ?= $(CURDIR)/data/events.duckdb
+export DATAFLOW_FLOWS_DIR ?= $(CURDIR)/flows
+
+.PHONY: help install run test lint typecheck unit soak bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## install the project and its dev tools into .venv (bootstraps uv with pip)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+		|| python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+run: install ## load demo events, run a first generation, serve the UI on http://127.0.0.1:3000
+	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@$(UV) run dataflow validate
+	@$(UV) run dataflow demo --serve
+
+lint: install ## ruff (lint + format check) and mypy
+	@$(UV) run ruff check .
+	@$(UV) run ruff format --check .
+	@$(UV) run mypy
+
+test-servers: ## make sure the test servers can run here (sshd for sFTP; moto and pyftpdlib come with uv)
+	@if ! [ -x /usr/sbin/sshd ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
+		else echo "sFTP tests need OpenSSH's sshd (Debian: apt-get install openssh-server)"; fi; \
+	fi
+
+test: install test-servers lint ## lint, type-check, then every test (the fixtures start the servers)
+	@$(UV) run pytest -q -p no:cacheprovider
+
+bench: install ## export benchmarks against DuckDB COPY (see bench/README.md)
+	@$(UV) run python bench/export_bench.py
+
+clean: ## remove the demo's store, exports and Dagster home
+	rm -rf data exports .dagster

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dataflow_assets.cli import main
+from dataflow_assets.store.ingest import ingest_file
+from dataflow_assets_tests.support import event, write_ndjson
+
+T = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+
+
+def rows(db: Path, sql: str = "SELECT * FROM events ORDER BY ingest_seq") -> list[dict]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rel = con.sql(sql)
+        return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+    finally:
+        con.close()
+
+
+def rejected(path: Path) -> list[dict]:
+    target = path.with_name(path.name + ".rejected.ndjson")
+    return [json.loads(line) for line in target.read_text().splitlines()] if target.exists() else []
+
+
+def test_ndjson_types_sequence_and_new_columns(tmp_path: Path) -> None:
+    db = tmp_path / "e.duckdb"
+    first = write_ndjson(
+        tmp_path / "a.ndjson", [event(1, T, page="home", price=1), event(2, T, page="p2")]
+    )
+    result = ingest_file(db, first)
+    assert (result.loaded, result.rejected, result.first_seq, result.last_seq) == (2, 0, 1, 2)
+    second = write_ndjson(
+        tmp_path / "b.ndjson",
+        [
+            event(
+                3,
+                T,
+                price=2,
+                newprop=True,
+                seen=dt.datetime(2026, 1, 1, tzinfo=dt.UTC).isoformat(),
+            )
+        ],
+    )
+    assert ingest_file(db, second).new_properties == ["newprop", "seen"]
+    got = rows(db)
+    assert [r["ingest_seq"] for r in got] == [1, 2, 3]
+    assert [r["event_id"] for r in got] == [1, 2, 3]
+    assert got[0]["price"] == 1 and got[2]["newprop"] is True and got[0]["newprop"] is None
+    registry = {r["key"]: r["type"] for r in rows(db, "SELECT key, type FROM properties")}
+    assert registry["page"] == "string" and registry["newprop"] == "boolean"
+    assert registry["seen"] == "timestamp"
+
+
+def test_integer_where_decimal_is_known_is_fine_not_the_reverse(tmp_path: Path) -> None:
+    db = tmp_path / "e.duckdb"
+    path = write_ndjson(
+        tmp_path / "a.ndjson",
+        [
+            event(1, T, amount=1.5),
+            event(2, T, amount=3),
+            event(3, T, count=2),
+            event(4, T, count=2.5),
+        ],
+    )
+    result = ingest_file(db, path)
+    assert result.loaded == 3 and result.rejected == 1
+    bad = rejected(path)
+    assert bad[0]["line"] == 4 and "count" in bad[0]["reason"] and "integer" in bad[0]["reason"]
+    assert [r["amount"] for r in rows(db)] == [1.5, 3.0, None]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"event_id": 1, "site_id": 1}', "missing hit_time_utc"),
+        ('{"hit_time_utc": "yesterday", "event_id": 1, "site_id": 1}', "not an ISO 8601 timestamp"),
+        ('{"hit_time_utc": "2026-11-20T10:00:00Z", "event_id": "x", "site_id": 1}', "event_id"),
+        ('{"hit_time_utc": "2026-11-20T10:00:00Z", "event_id": 1}', "missing site_id"),
+        (
+            '{"hit_time_utc": "2026-11-20T10:00:00Z", "event_id": 1, "site_id": 1, "Bad-Key": 1}',
+            "bad key",
+        ),
+        (
+            '{"hit_time_utc": "2026-11-20T10:00:00Z", "event_id": 1, "site_id": 1, "a": {"b": 1}}',
+            "nested",
+        ),
+        (
+            '{"hit_time_utc": "2026-11-20T10:00:00Z", "event_id": 99999999999999999999, "site_id": 1}',
+            "64-bit",
+        ),
+        (
+            '{"hit_time_utc": "2026-11-20T10:00:00Z", "event_id": 1, "site_id": 1, "x": NaN}',
+            "finite",
+        ),
+        ("[1, 2]", "JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bad_rows_are_rejected_with_line_and_reason(tmp_path: Path, line: str, reason: str) -> None:
+    path = tmp_path / "a.ndjson"
+    good = json.dumps(event(7, T))
+    path.write_text(f"{good}\n\n{line}\n{good}\n")
+    result = ingest_file(tmp_path / "e.duckdb", path)
+    assert (result.loaded, result.rejected) == (2, 1)
+    bad = rejected(path)
+    assert bad[0]["line"] == 3 and reason in bad[0]["reason"], bad
+    assert bad[0]["raw"] == line
+
+
+def test_csv_gz_with_quotes_newlines_and_typed_columns(tmp_path: Path) -> None:
+    db = tmp_path / "e.duckdb"
+    ingest_file(db, write_ndjson(tmp_path / "seed.ndjson", [event(1, T, price=1.5, flag=True)]))
+    path = tmp_path / "a.csv.gz"
+    with gzip.open(path, "wt", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["hit_time_utc", "event_id", "site_id", "page", "price", "flag"])
+        writer.writerow(["2026-11-20T10:00:00Z", "2", "1", 'a,"b"\nc', "2", "false"])
+        writer.writerow(["2026-11-20T10:00:00Z", "3", "1", "", "", ""])
+        writer.writerow(["2026-11-20T10:00:00Z", "4", "1", "x", "cheap", "true"])
+    result = ingest_file(db, path)
+    assert (result.loaded, result.rejected) == (2, 1)
+    assert rejected(path)[0]["line"] == 5  # the multi-line record took lines 2-3
+    got = rows(db)
+    assert got[1]["page"] == 'a,"b"\nc' and got[1]["price"] == 2.0 and got[1]["flag"] is False
+    assert got[2]["page"] is None and got[2]["price"] is None
+
+
+def test_parquet_is_typed(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "hit_time_utc": pa.array([T, T], pa.timestamp("us", tz="UTC")),
+                "event_id": pa.array([1, 2], pa.int64()),
+                "site_id": pa.array([5, None], pa.int64()),
+                "score": pa.array([0.5, 1.0]),
+            }
+        ),
+        path,
+    )
+    result = ingest_file(tmp_path / "e.duckdb", path)
+    assert (result.loaded, result.rejected) == (1, 1)
+    assert rejected(path)[0] == {
+        "line": 2,
+        "reason": "missing site_id",
+        "raw": rejected(path)[0]["raw"],
+    }
+
+
+def test_a_file_is_loaded_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "e.duckdb"
+    ingest_file(db, write_ndjson(tmp_path / "a.ndjson", [event(1, T)]))
+    import dataflow_assets.store.ingest as ingest
+
+    original = ingest.pq.read_metadata
+    calls = {"n": 0}
+
+    def fail_on_second_chunk(path):  # the crash happens mid-insert
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk gone")
+        return original(path)
+
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(ingest.pq, "read_metadata", fail_on_second_chunk)
+    with pytest.raises(OSError):
+        ingest_file(
+            db, write_ndjson(tmp_path / "b.ndjson", [event(i, T, newcol="x") for i in range(2, 8)])
+        )
+    got = rows(db)
+    assert [r["event_id"] for r in got] == [1] and "newcol" not in got[0]
+
+
+def test_cli_exit_code_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_ndjson(tmp_path / "good.ndjson", [event(1, T), event(2, T)])
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(json.dumps(event(3, T)) + "\n{oops\n")
+    db = str(tmp_path / "e.duckdb")
+    assert main(["ingest", "--db", db, str(good)]) == 0
+    assert main(["ingest", "--db", db, str(bad), str(tmp_path / "missing.ndjson")]) == 1
+    out = capsys.readouterr()
+    assert "1 rejected" in out.out and "missing.ndjson: no such file" in out.err
+    assert len(rows(Path(db))) == 3
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=60),
+            st.dictionaries(
+                st.sampled_from(["hit_time_utc", "event_id", "site_id", "page", "Bad", "x"]),
+                json_values,
+                max_size=6,
+            ).map(lambda d: json.dumps(d).encode()),
+        ),
+        max_size=8,
+    )
+)
+def test_fuzz_nothing_is_lost_silently(lines: list[bytes]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f.ndjson"
+        path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+        records = [line for line in path.read_bytes().split(b"\n") if line.strip()]
+        result = ingest_file(Path(tmp) / "e.duckdb", path)
+        # Every non-blank line is either loaded or rejected with its reason: nothing vanishes.
+        assert result.loaded + result.rejected == len(records)
+        loaded = rows(Path(tmp) / "e.duckdb") if result.loaded else []
+        bad = rejected(path)
+        assert len(loaded) == result.loaded and len(bad) == result.rejected
+        assert all(b["reason"] and b["line"] >= 1 for b in bad)

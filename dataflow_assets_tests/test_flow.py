@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataflow_assets.flow import FlowSpec, load_flow_file, load_flows
+
+VALID = """\
+name: myExport
+start_date: 2026-01-01
+sites: [1, 2]
+privacy_filter: true
+properties:
+  all: true
+  exclude: [visitor_ip]
+format: csv
+csv_separator: ";"
+frequency_minutes: 15
+partitioning: quarter_hour
+max_rows_per_file: 1000
+destination:
+  type: local
+  path: /tmp/x
+  folder: myFolder
+regeneration_folder: myFolder/regen
+enabled: true
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_every_key_of_the_spec_loads(tmp_path: Path) -> None:
+    flow = load_flow_file(write(tmp_path, "a.yaml", VALID))
+    assert isinstance(flow, FlowSpec)
+    assert flow.sites == [1, 2] and flow.csv_separator == ";" and flow.max_rows_per_file == 1000
+    assert flow.regeneration_root == "myFolder/regen"
+    assert flow.properties.selects("page") and not flow.properties.selects("visitor_ip")
+
+
+def test_defaults(tmp_path: Path) -> None:
+    text = "name: a\nstart_date: 2026-01-01\nformat: json\ndestination: {type: local, path: x}\n"
+    flow = load_flow_file(write(tmp_path, "a.yaml", text))
+    assert isinstance(flow, FlowSpec)
+    assert (flow.sites, flow.privacy_filter, flow.frequency_minutes) == ("all", True, 60)
+    assert flow.partitioning.value == "hour" and flow.max_rows_per_file == 1_000_000
+    assert flow.folder == "" and flow.regeneration_root == "regeneration" and flow.enabled
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "reason"),
+    [
+        (("enabled: true", "enabled: true\ncolour: red"), "colour", "unknown key"),
+        (('csv_separator: ";"', 'csv_separator: ":"'), "csv_separator", "is not one of"),
+        (("format: csv", "format: xml"), "format", "Input should be"),
+        (
+            ("frequency_minutes: 15", "frequency_minutes: 10"),
+            "frequency_minutes",
+            "Input should be",
+        ),
+        (("partitioning: quarter_hour", "partitioning: minute"), "partitioning", "Input should be"),
+        (("name: myExport", "name: ../etc"), "name", "should match pattern"),
+        (("name: myExport", "name: 9lives"), "name", "should match pattern"),
+        (("folder: myFolder", "folder: ../../etc"), "destination.folder", "'.' or '..'"),
+        (("folder: myFolder", "folder: /abs"), "destination.folder", "relative"),
+        (
+            ("regeneration_folder: myFolder/regen", "regeneration_folder: a/../.."),
+            "regeneration_folder",
+            "'..'",
+        ),
+        (
+            ("exclude: [visitor_ip]", "exclude: [Visitor-IP]"),
+            "properties.exclude",
+            "is not a property key",
+        ),
+        (
+            (
+                "  all: true\n  exclude: [visitor_ip]",
+                "  include: [hit_time_utc, event_id, site_id, visit_bounce]",
+            ),
+            "properties",
+            "visit_bounce not available",
+        ),
+        (
+            ("  all: true\n  exclude: [visitor_ip]", "  include: [event_name]"),
+            "properties",
+            "include must list",
+        ),
+        (("exclude: [visitor_ip]", "exclude: [event_id]"), "properties", "cannot be excluded"),
+        (
+            ("  path: /tmp/x", "  path: /tmp/x\n  password: hunter2"),
+            "destination.password",
+            "secrets are never",
+        ),
+        (
+            ("max_rows_per_file: 1000", "max_rows_per_file: 0"),
+            "max_rows_per_file",
+            "greater than or equal",
+        ),
+        (("sites: [1, 2]", "sites: []"), "sites", "empty site list"),
+        (("start_date: 2026-01-01", "start_date: someday"), "start_date", "date"),
+        (("type: local", "type: gopher"), "destination", "does not match any of the expected tags"),
+    ],
+)
+def test_invalid_flow_names_file_key_and_reason(
+    tmp_path: Path, change: tuple[str, str], key: str, reason: str
+) -> None:
+    old, new = change
+    assert old in VALID
+    path = write(tmp_path, "bad.yaml", VALID.replace(old, new))
+    errors = load_flow_file(path)
+    assert isinstance(errors, list), errors
+    text = "\n".join(str(e) for e in errors)
+    assert str(path) in text
+    assert any(e.key == key and reason in e.reason for e in errors), text
+
+
+def test_separator_only_with_csv(tmp_path: Path) -> None:
+    errors = load_flow_file(write(tmp_path, "b.yaml", VALID.replace("format: csv", "format: json")))
+    assert isinstance(errors, list) and "only allowed with format: csv" in str(errors[0])
+
+
+def test_secrets_for_remote_destinations_are_refused(tmp_path: Path) -> None:
+    s3 = VALID.replace(
+        "  type: local\n  path: /tmp/x",
+        "  type: s3\n  bucket: my-bucket\n  aws_secret_access_key: abc",
+    )
+    errors = load_flow_file(write(tmp_path, "s3.yaml", s3))
+    assert isinstance(errors, list) and "never" in str(errors[0])
+    sftp = VALID.replace(
+        "  type: local\n  path: /tmp/x",
+        "  type: sftp\n  host: h\n  username: u\n  known_hosts: kh\n  password: pw",
+    )
+    errors = load_flow_file(write(tmp_path, "sftp.yaml", sftp))
+    assert isinstance(errors, list) and "password" in str(errors[0]) and "pw" not in str(errors[0])
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
+    errors = load_flow_file(write(tmp_path, "c.yaml", "name: [unclosed"))
+    assert isinstance(errors, list) and "not valid YAML" in errors[0].reason
+    errors = load_flow_file(write(tmp_path, "d.yaml", "- a\n- b\n"))
+    assert isinstance(errors, list) and "mapping" in errors[0].reason
+
+
+def test_invalid_flows_never_stop_valid_ones(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", VALID)
+    write(tmp_path, "b.yaml", VALID.replace("format: csv", "format: nope"))
+    write(tmp_path, "c.yaml", VALID)  # same name as a.yaml
+    write(tmp_path, "d.yaml", VALID.replace("name: myExport", "name: my_Export2"))
+    write(tmp_path, "notes.txt", "ignored")
+    flows = load_flows(tmp_path)
+    assert sorted(f.name for f in flows.flows) == ["myExport", "my_Export2"]
+    assert {e.path.name for e in flows.errors} == {"b.yaml", "c.yaml"}
+    assert any("already defined" in e.reason for e in flows.errors)
+
+
+def test_dash_and_underscore_names_that_clash_in_dagster(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", VALID.replace("name: myExport", "name: my-flow"))
+    write(tmp_path, "b.yaml", VALID.replace("name: myExport", "name: my_flow"))
+    flows = load_flows(tmp_path)
+    assert [f.name for f in flows.flows] == ["my-flow"]
+    assert "clashes" in flows.errors[0].reason
