@@ -93,7 +93,7 @@ def test_live_interrupted_and_regenerated_loads_hold_the_store_events(
     # A load interrupted in the second generation keeps the first only, then resumes.
     _fail_download_after(monkeypatch, calls=4)
     code, _out, err = run(*load)
-    assert code == 1 and "Re-run to resume" in err
+    assert code == 1 and "re-run to resume" in err
     assert [k for k, *_ in ledger(db)] == ["live"]
     assert_table_holds(db, flow, ingested[:24])
     monkeypatch.undo()
