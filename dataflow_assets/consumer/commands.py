@@ -168,7 +168,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                             con, deliveries, pending, options, Path(tmp), bar.update
                         )
                     except (DestinationError, LoadError, ReadError, duckdb.Error) as exc:
-                        stopped = f"{pending.report.path}: {exc}"
+                        stopped = f"{location.relative(pending.report.path)}: {exc}"
                         break
                     loaded.append(done)
                     replaced = f", {done.deleted} rows replaced" if done.kind != "live" else ""

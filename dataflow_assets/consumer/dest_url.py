@@ -100,7 +100,7 @@ def parse_dest(dest: str, options: DestOptions | None = None) -> Location:
     port = options.port or url_port
     try:
         if scheme == "s3":
-            return Location(_s3(host, options, retry), base, dest)
+            return Location(_s3(parts.netloc, options, retry), base, dest)
         user = unquote(parts.username or "")
         if not user:
             raise DestUrlError(f"{dest}: name the user, {scheme}://user@{host}/folder")

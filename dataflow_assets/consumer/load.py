@@ -145,7 +145,7 @@ def plan_load(
         files, problems = report_files(deliveries, report)
         if problems:
             raise LoadError(
-                f"{report.path}: {problems[0].detail}; nothing loaded "
+                f"{problems[0].path}: {problems[0].detail}; nothing loaded "
                 f"(run `dataflow verify {deliveries.location.url} --flow {deliveries.flow}`)"
             )
         manifest = report.manifest
@@ -159,11 +159,12 @@ def plan_load(
                 if manifest.is_regeneration
                 else "a live generation: --regeneration is for regeneration folders only"
             )
-            raise LoadError(f"{report.path}: generation {manifest.generation_id} is {hint}")
+            shown = deliveries.location.relative(report.path)
+            raise LoadError(f"{shown}: generation {manifest.generation_id} is {hint}")
         keep = [f for f in files if f.reported not in files_done]
         skipped = [f.reported for f in files if f.reported in files_done]
         for path in skipped:
-            log.warning("%s: %s was loaded with another report; skipped", report.path, path)
+            log.warning("%s: %s was loaded with another report; skipped", report.stamp, path)
         pending.append(PendingGeneration(report, manifest, keep, skipped))
     return LoadPlan(pending, already)
 
@@ -357,7 +358,7 @@ def load_generation(
             con.execute("ROLLBACK")
         raise
     return GenerationLoad(
-        pending.report.path,
+        deliveries.location.relative(pending.report.path),
         manifest.generation_id,
         manifest.kind,
         len(pending.files),

@@ -7,8 +7,9 @@ raw table. Types come from the file, never from a guess that can differ between 
 - Parquet columns are typed; their kind is their type.
 - CSV and NDJSON are read as text (NDJSON keeps each value's JSON type). A column's kind is the
   one every non-null value of the file fits, in this order: boolean (``true``/``false``),
-  integer, decimal, ISO 8601 timestamp with a zone, else string -- the inference the event store
-  applies to CSV (SPEC 1). A column without a value in the file has no kind.
+  integer (written as the exporter writes integers: ``007`` is a string), decimal, ISO 8601
+  timestamp with a zone, else string -- the inference the event store applies to CSV (SPEC 1).
+  A column without a value in the file has no kind.
 - ``hit_time_utc``, ``event_id``, ``site_id`` always have their SPEC types.
 
 The CSV separator is not in the manifest: it is the one separator character of the header line
@@ -39,8 +40,9 @@ from dataflow_assets.consumer.columns import (
 
 RAW = "_dataflow_raw"
 SEPARATORS = (",", ";", "|", "\t")
-INT_RE = r"[+-]?\d+"
-FLOAT_RE = r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?"
+#: Integers as the exporter writes them: no sign, no leading zero ("007" stays a string).
+INT_RE = r"-?(0|[1-9][0-9]*)"
+FLOAT_RE = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
 TIMESTAMP_RE = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})"
 
 
@@ -133,7 +135,8 @@ def _stage_csv(
     measures = [
         "count({c})",
         "count(*) FILTER ({c} IN ('true', 'false'))",
-        f"count(*) FILTER (regexp_full_match({{c}}, '{INT_RE}'))",
+        f"count(*) FILTER (regexp_full_match({{c}}, '{INT_RE}') "
+        "AND TRY_CAST({c} AS BIGINT) IS NOT NULL)",
         f"count(*) FILTER (regexp_full_match({{c}}, '{FLOAT_RE}'))",
         f"count(*) FILTER (regexp_full_match({{c}}, '{TIMESTAMP_RE}'))",
     ]

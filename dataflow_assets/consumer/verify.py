@@ -32,6 +32,8 @@ EMPTY = "nothing delivered"
 
 @dataclass(frozen=True)
 class Problem:
+    """What is wrong (``kind``, one of the constants above) with ``path`` (relative to DEST)."""
+
     kind: str
     path: str
     detail: str
@@ -72,28 +74,31 @@ def report_files(
     unreadable one, another flow's manifest, a manifest that disagrees with the report, a
     listed path that is not a data file of the flow."""
     problems: list[Problem] = []
+    shown = deliveries.location.relative
     manifest = report.manifest
     if manifest is None:
-        problems.append(Problem(MANIFEST, report.path, report.manifest_error or "no manifest"))
+        problems.append(
+            Problem(MANIFEST, shown(report.path), report.manifest_error or "no manifest")
+        )
         return [], problems
     if manifest.flow != deliveries.flow:
         problems.append(
             Problem(
                 MANIFEST,
-                report.manifest_path,
+                shown(report.manifest_path),
                 f"names flow {manifest.flow!r}, not {deliveries.flow!r}",
             )
         )
     listed = set(report.lines)
     if len(listed) != len(report.lines):
-        problems.append(Problem(REPORT, report.path, "lists a file more than once"))
+        problems.append(Problem(REPORT, shown(report.path), "lists a file more than once"))
     in_manifest = {f.path for f in manifest.files}
     only_report, only_manifest = sorted(listed - in_manifest), sorted(in_manifest - listed)
     if only_report or only_manifest:
         problems.append(
             Problem(
                 REPORT,
-                report.path,
+                shown(report.path),
                 f"disagrees with its manifest: {len(only_report)} file(s) only in the report "
                 f"{only_report[:2]}, {len(only_manifest)} only in the manifest {only_manifest[:2]}",
             )
@@ -105,7 +110,9 @@ def report_files(
         if where is None:
             problems.append(
                 Problem(
-                    REPORT, report.path, f"lists {path!r}, not a data file of {deliveries.flow}"
+                    REPORT,
+                    shown(report.path),
+                    f"lists {path!r}, not a data file of {deliveries.flow}",
                 )
             )
         elif expected is not None:
@@ -146,6 +153,7 @@ def verify(
     """Check ``deliveries`` (see the module docstring). With ``checksums``, every reported file
     of the right size is downloaded and hashed; without, sizes only."""
     result = VerifyResult()
+    shown = deliveries.location.relative
     owners: dict[str, list[str]] = {}
     expected: dict[str, ReportedFile] = {}
     for report in deliveries.reports:
@@ -163,7 +171,9 @@ def verify(
             expected.setdefault(f.location, f)
     for location, reports in owners.items():
         if len(reports) > 1:
-            result.problems.append(Problem(TWICE, location, f"listed by {', '.join(reports)}"))
+            result.problems.append(
+                Problem(TWICE, shown(location), f"listed by {', '.join(map(shown, reports))}")
+            )
     destination = deliveries.location.destination
     with tempfile.TemporaryDirectory(prefix="dataflow-verify-") as tmp:
         for location in sorted(expected):
@@ -172,21 +182,23 @@ def verify(
             result.bytes += want.bytes
             size = deliveries.data_files.get(location)
             if size is None:
-                result.problems.append(Problem(MISSING, location, "reported, but not there"))
+                result.problems.append(Problem(MISSING, shown(location), "reported, but not there"))
             elif size != want.bytes:
                 kind = TRUNCATED if size < want.bytes else SIZE
                 detail = f"{size} bytes, the manifest says {want.bytes}"
-                result.problems.append(Problem(kind, location, detail))
+                result.problems.append(Problem(kind, shown(location), detail))
             elif checksums:
                 digest = sha256_of(destination, location, Path(tmp))
                 if digest != want.sha256:
                     detail = f"SHA-256 {digest[:16]}…, the manifest says {want.sha256[:16]}…"
-                    result.problems.append(Problem(TAMPERED, location, detail))
+                    result.problems.append(Problem(TAMPERED, shown(location), detail))
                 if progress:
                     progress(size)
     for location in sorted(set(deliveries.data_files) - set(owners)):
         result.problems.append(
-            Problem(UNREPORTED, location, "listed in no report (incomplete: consumers ignore it)")
+            Problem(
+                UNREPORTED, shown(location), "listed in no report (incomplete: consumers ignore it)"
+            )
         )
     if not deliveries.reports and not deliveries.data_files:
         result.problems.append(
@@ -197,7 +209,9 @@ def verify(
             )
         )
     for path in deliveries.orphan_manifests:
-        result.notes.append(f"{path}: manifest without a report (a generation being written?)")
+        result.notes.append(
+            f"{shown(path)}: manifest without a report (a generation being written?)"
+        )
     for path in deliveries.other_files:
-        result.notes.append(f"{path}: not a file of the delivery contract, ignored")
+        result.notes.append(f"{shown(path)}: not a file of the delivery contract, ignored")
     return result

@@ -136,3 +136,56 @@ def test_live_interrupted_and_regenerated_loads_hold_the_store_events(
     assert_table_holds(db, flow, ingested)
     assert column_types(db) == TYPES
     assert [k for k, *_ in ledger(db)] == ["live"] * 3 + ["regeneration", "live"]
+
+
+def test_a_csv_string_property_that_looked_numeric_is_widened_to_text(
+    harness: Harness, run: Run, tmp_path: Path
+) -> None:
+    """CSV carries no types: a string property whose values all look like integers loads as
+    BIGINT until a file shows text; the column then becomes VARCHAR, values unchanged."""
+    h = harness
+    flow = h.flow(format="csv")
+    db = tmp_path / "warehouse.duckdb"
+    ingested = [event(1, at(10), code="123"), event(2, at(10, 5), code="45")]
+    h.ingest(ingested)
+    _export(h, flow)
+    assert run("load", h.out / "out", "--flow", "f", "--into", db)[0] == 0
+    assert column_types(db)["code"] == "BIGINT"
+    more = [event(3, at(10, 10), code="007"), event(4, at(10, 15), code="A-7")]
+    h.ingest(more)
+    ingested += more
+    _export(h, flow)
+    assert run("load", h.out / "out", "--flow", "f", "--into", db)[0] == 0
+    assert column_types(db)["code"] == "VARCHAR"
+    assert_table_holds(db, flow, ingested)
+
+
+def test_a_load_killed_mid_generation_leaves_nothing_of_it(
+    harness: Harness, run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An interruption that is not an error (Ctrl-C) rolls the generation back as well."""
+    h = harness
+    flow = h.flow(format="parquet", max_rows_per_file=3)
+    ingested = events(1, 12, hours=(10, 11))
+    h.ingest(ingested)
+    _export(h, flow)
+    db = tmp_path / "warehouse.duckdb"
+    real = LocalFolder.download
+    calls = {"n": 0}
+
+    def download(self: LocalFolder, path: str, local_path: Path) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real(self, path, local_path)
+
+    monkeypatch.setattr(LocalFolder, "download", download)
+    with pytest.raises(KeyboardInterrupt):
+        run("load", h.out / "out", "--flow", "f", "--into", db)
+    with duckdb.connect(str(db)) as con:
+        assert con.execute("SELECT count(*) FROM _dataflow_load_files").fetchone() == (0,)
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        assert "events" not in tables  # even its creation was rolled back
+    monkeypatch.setattr(LocalFolder, "download", real)
+    assert run("load", h.out / "out", "--flow", "f", "--into", db)[0] == 0
+    assert_table_holds(db, flow, ingested)
