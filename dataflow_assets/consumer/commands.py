@@ -29,6 +29,7 @@ from dataflow_assets.consumer.load import (
     LoadOptions,
     Target,
     connect,
+    known_reports,
     load_generation,
     plan_load,
     row_count,
@@ -152,7 +153,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     stopped = None
     try:
         with _opened(location), tempfile.TemporaryDirectory(prefix="dataflow-load-") as tmp:
-            deliveries = scan(location, args.flow)
+            deliveries = scan(location, args.flow, known_reports(con, args.flow, options))
             plan = plan_load(con, deliveries, options)
             with tqdm(
                 total=plan.bytes,
@@ -191,7 +192,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         f"{options.table.key}; {plan.already_loaded} generation(s) were already loaded"
         + (f"; the table holds {held} rows" if held is not None else "")
     )
-    if not deliveries.reports:
+    if not deliveries.reports and not deliveries.known_reports:
         _err(f"load: no delivery report of flow {args.flow} at {args.dest}")
     if stopped is not None:
         _err(

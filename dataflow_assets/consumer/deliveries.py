@@ -17,6 +17,7 @@ synced bucket, a mirrored folder): a reported path is looked up by what follows 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from dataflow_assets.consumer.dest_url import Location
@@ -91,6 +92,8 @@ class Deliveries:
     data_files: dict[str, int] = field(default_factory=dict)
     orphan_manifests: list[str] = field(default_factory=list)
     other_files: list[str] = field(default_factory=list)
+    #: reports that ``scan`` was told are known, and did not read
+    known_reports: int = 0
 
     def locate(self, reported: str, layout: Layout) -> str | None:
         """Where the reported path ``reported`` is under this DEST, or None when it does not
@@ -111,10 +114,12 @@ def _read_report(location: Location, path: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def scan(location: Location, flow: str) -> Deliveries:
+def scan(location: Location, flow: str, known: Collection[str] = ()) -> Deliveries:
     """List and read everything ``flow`` delivered at ``location`` (an opened destination).
 
-    Reads every report and manifest; does not read data files. Raises DestinationError.
+    Reads every report and manifest, except the reports named in ``known`` (paths relative to
+    DEST: a loader's ledger lists those it loaded) which are only counted in ``known_reports``.
+    Does not read data files. Raises DestinationError.
     """
     found = Deliveries(location, flow)
     destination = location.destination
@@ -136,6 +141,10 @@ def scan(location: Location, flow: str) -> Deliveries:
             elif layout is Layout.OBJECT:
                 found.other_files.append(remote.path)
         for path, stamp in reports:
+            if location.relative(path) in known:
+                found.known_reports += 1
+                manifests.pop(stamp, None)
+                continue
             report = Report(
                 path,
                 stamp,

@@ -74,6 +74,16 @@ def loaded_generations(con: duckdb.DuckDBPyConnection, table: str, flow: str) ->
     return {str(r[0]) for r in rows}
 
 
+def loaded_reports(con: duckdb.DuckDBPyConnection, table: str, flow: str, kind: str) -> set[str]:
+    """Reports (paths relative to the DEST they were loaded from) of the loaded generations of
+    ``kind``: a live folder and a regeneration folder may hold reports of the same name."""
+    rows = con.execute(
+        f"SELECT report FROM {LOADS} WHERE target_table = ? AND flow = ? AND kind = ?",
+        [table, flow, kind],
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def loaded_files(con: duckdb.DuckDBPyConnection, table: str, flow: str) -> set[str]:
     rows = con.execute(
         f"SELECT path FROM {FILES} WHERE target_table = ? AND flow = ?", [table, flow]

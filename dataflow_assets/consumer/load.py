@@ -135,12 +135,15 @@ def plan_load(
     con: duckdb.DuckDBPyConnection, deliveries: Deliveries, options: LoadOptions
 ) -> LoadPlan:
     """The generations at ``deliveries`` to load, in order. Raises LoadError when one of them
-    is of the other kind (live/regeneration) or its report is broken (nothing is loaded then)."""
+    is of the other kind (live/regeneration) or its report is broken (nothing is loaded then).
+
+    ``deliveries`` should be scanned with ``known=known_reports(...)``: reports already loaded
+    are then neither read again nor checked (old files may have been cleaned up since)."""
     table = options.table.key
     done = ledger.loaded_generations(con, table, deliveries.flow)
     files_done = ledger.loaded_files(con, table, deliveries.flow)
     pending: list[PendingGeneration] = []
-    already = 0
+    already = deliveries.known_reports
     for report in deliveries.reports:
         files, problems = report_files(deliveries, report)
         if problems:
@@ -167,6 +170,13 @@ def plan_load(
             log.warning("%s: %s was loaded with another report; skipped", report.stamp, path)
         pending.append(PendingGeneration(report, manifest, keep, skipped))
     return LoadPlan(pending, already)
+
+
+def known_reports(con: duckdb.DuckDBPyConnection, flow: str, options: LoadOptions) -> set[str]:
+    """Reports of the kind ``options`` loads already in the target table, for
+    ``scan(known=...)``."""
+    kind = "regeneration" if options.regeneration else "live"
+    return ledger.loaded_reports(con, options.table.key, flow, kind)
 
 
 # -- the target table ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataflow_assets.flow import FlowSet, FlowSpec
 from dataflow_assets.regenerate import regenerate
 from dataflow_assets_tests.consumer.conftest import Run
 from dataflow_assets_tests.consumer.helpers import assert_table_holds, at, events, ledger
-from dataflow_assets_tests.support import Harness, event
+from dataflow_assets_tests.support import Harness, event, reports
 
 
 def _export(h: Harness, flow: FlowSpec) -> None:
@@ -95,3 +95,17 @@ def test_live_and_regeneration_folders_are_not_mixed_up(
     assert code == 1 and "--regeneration" in err
     with duckdb.connect(str(db)) as con:
         assert con.execute("SELECT count(*) FROM _dataflow_loads").fetchone() == (0,)
+
+    # Report names are unique within a folder only: a regeneration report may have the name
+    # of a live report the table already holds.
+    assert run("load", h.out / "out", "--flow", "f", "--into", db)[0] == 0
+    [live_report] = reports(h.out / "out" / "f")
+    [regen_report] = reports(h.out / "out" / "regeneration")
+    for suffix in (".report", ".manifest.json"):
+        source = regen_report.with_name(regen_report.name.replace(".report", suffix))
+        source.rename(source.with_name(live_report.name.replace(".report", suffix)))
+    code, out, err = run(
+        "load", h.out / "out" / "regeneration", "--flow", "f", "--into", db, "--regeneration"
+    )
+    assert code == 0 and "loaded 1 generation(s)" in out, out + err
+    assert [k for k, *_ in ledger(db)] == ["live", "regeneration"]

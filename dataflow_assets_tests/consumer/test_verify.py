@@ -160,3 +160,16 @@ def test_load_refuses_a_tampered_file(run: Run, dest: Path, tmp_path: Path) -> N
     code, _out, err = run("load", dest, "--flow", "f", "--into", db)
     assert code == 1
     assert "SHA-256 differs from its manifest" in err and "re-run to resume" in err
+
+
+def test_load_does_not_reread_what_it_loaded(run: Run, dest: Path, tmp_path: Path) -> None:
+    """Files and manifests cleaned up after they were loaded do not block later loads."""
+    db = tmp_path / "warehouse.duckdb"
+    assert run("load", dest, "--flow", "f", "--into", db)[0] == 0
+    first = reports(dest)[0]
+    _manifest(first).unlink()
+    _files(dest)[0].unlink()
+    code, out, err = run("load", dest, "--flow", "f", "--into", db)
+    assert code == 0, err
+    assert "loaded 0 generation(s)" in out and "2 generation(s) were already loaded" in out
+    assert _verify(run, dest)[0] == 1  # verify still reads everything
