@@ -22,19 +22,20 @@ from pathlib import Path
 import duckdb
 from tqdm import tqdm
 
+from dataflow_assets.consumer.deliveries import scan
 from dataflow_assets.consumer.dest_url import DestOptions, DestUrlError, Location, parse_dest
 from dataflow_assets.consumer.load import (
     GenerationLoad,
     LoadError,
     LoadOptions,
-    Target,
     connect,
     known_reports,
     load_generation,
     plan_load,
-    row_count,
 )
 from dataflow_assets.consumer.reading import ReadError
+from dataflow_assets.consumer.table import TableNameError, Target, row_count
+from dataflow_assets.consumer.verify import planned_bytes, verify
 from dataflow_assets.destinations.base import Destination, DestinationError
 from dataflow_assets.flow import NAME_PATTERN
 
@@ -92,9 +93,6 @@ def _opened(location: Location) -> Iterator[Destination]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from dataflow_assets.consumer.deliveries import scan
-    from dataflow_assets.consumer.verify import planned_bytes, verify
-
     try:
         location = _location(args)
         with _opened(location):
@@ -136,12 +134,10 @@ def _load_options(args: argparse.Namespace) -> LoadOptions:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from dataflow_assets.consumer.deliveries import scan
-
     try:
         options = _load_options(args)
         location = _location(args)
-    except (DestUrlError, LoadError) as exc:
+    except (DestUrlError, LoadError, TableNameError) as exc:
         _err(f"load: {exc}")
         return USAGE_ERROR
     try:

@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,44 +35,21 @@ from pathlib import Path
 import duckdb
 
 from dataflow_assets.consumer import ledger
-from dataflow_assets.consumer.columns import REQUIRED, WATERMARK, combine, normalize, quote
+from dataflow_assets.consumer.columns import WATERMARK, quote
 from dataflow_assets.consumer.deliveries import Deliveries, Report
 from dataflow_assets.consumer.ledger import AppliedRegeneration
 from dataflow_assets.consumer.manifest import Manifest
 from dataflow_assets.consumer.reading import StagedFile, drop_staged, stage_file
+from dataflow_assets.consumer.table import Target, fit_table, table_columns
 from dataflow_assets.consumer.verify import ReportedFile, report_files
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], object]
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class LoadError(Exception):
     """A load that cannot go on; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """The table to load into: ``name`` or ``schema.name``."""
-
-    schema: str
-    name: str
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        parts = text.split(".")
-        if len(parts) > 2 or not all(IDENTIFIER.match(p) for p in parts):
-            raise LoadError(f"--table {text!r}: use a name or schema.name ([A-Za-z_][A-Za-z0-9_]*)")
-        return cls(*parts) if len(parts) == 2 else cls("main", parts[0])
-
-    @property
-    def sql(self) -> str:
-        return f"{quote(self.schema)}.{quote(self.name)}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.schema}.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -177,64 +153,6 @@ def known_reports(con: duckdb.DuckDBPyConnection, flow: str, options: LoadOption
     ``scan(known=...)``."""
     kind = "regeneration" if options.regeneration else "live"
     return ledger.loaded_reports(con, options.table.key, flow, kind)
-
-
-# -- the target table ------------------------------------------------------------------------
-
-
-def table_columns(con: duckdb.DuckDBPyConnection, target: Target) -> dict[str, str]:
-    """Column -> kind of the target table; empty when it does not exist."""
-    rows = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() "
-        "WHERE database_name = current_database() AND schema_name = ? AND table_name = ? "
-        "ORDER BY column_index",
-        [target.schema, target.name],
-    ).fetchall()
-    return {str(name): normalize(str(kind)) for name, kind in rows}
-
-
-def _fit_table(
-    con: duckdb.DuckDBPyConnection, target: Target, staged: StagedFile
-) -> dict[str, str]:
-    """Create the table or add/widen its columns so that ``staged`` fits; its columns."""
-    columns = table_columns(con, target)
-    typed = [c for c in staged.columns if c.kind is not None]
-    if not columns:
-        ordered = sorted(
-            typed, key=lambda c: list(REQUIRED).index(c.name) if c.name in REQUIRED else 3
-        )
-        body = ", ".join(f"{quote(c.name)} {c.kind}" for c in ordered)
-        if target.schema != "main":
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(target.schema)}")
-        con.execute(f"CREATE TABLE {target.sql} ({body}, {quote(WATERMARK)} BIGINT)")
-        return table_columns(con, target)
-    if WATERMARK not in columns:
-        con.execute(f"ALTER TABLE {target.sql} ADD COLUMN {quote(WATERMARK)} BIGINT")
-    for column in typed:
-        assert column.kind is not None
-        known = columns.get(column.name)
-        if known is None:
-            log.info("%s: new column %s %s", target.key, column.name, column.kind)
-            con.execute(f"ALTER TABLE {target.sql} ADD COLUMN {quote(column.name)} {column.kind}")
-        elif (wider := combine(known, column.kind)) != known:
-            log.warning(
-                "%s: column %s widened from %s to %s (a file has %s values)",
-                target.key,
-                column.name,
-                known,
-                wider,
-                column.kind,
-            )
-            con.execute(f"ALTER TABLE {target.sql} ALTER COLUMN {quote(column.name)} TYPE {wider}")
-    return table_columns(con, target)
-
-
-def row_count(con: duckdb.DuckDBPyConnection, target: Target) -> int | None:
-    """Rows in the target table; None when it does not exist."""
-    if not table_columns(con, target):
-        return None
-    row = con.execute(f"SELECT count(*) FROM {target.sql}").fetchone()
-    return int(row[0]) if row else 0
 
 
 # -- time ranges -------------------------------------------------------------------------------
@@ -343,7 +261,7 @@ def load_generation(
                 raise LoadError(
                     f"{file.location}: {staged.rows} rows, its manifest says {file.expected.rows}"
                 )
-            columns = _fit_table(con, target, staged)
+            columns = fit_table(con, target, staged)
             if options.dedupe is not None and options.dedupe not in columns:
                 raise LoadError(f"--dedupe {options.dedupe}: no such column in {target.key}")
             rows = _insert(con, target, staged, columns, manifest.bound, where, options.dedupe)

@@ -14,9 +14,9 @@ import pytest
 from dataflow_assets.consumer.columns import combine, normalize
 from dataflow_assets.consumer.deliveries import Deliveries
 from dataflow_assets.consumer.dest_url import DestOptions, DestUrlError, parse_dest
-from dataflow_assets.consumer.load import LoadError, Target
 from dataflow_assets.consumer.manifest import ManifestError, parse_manifest
 from dataflow_assets.consumer.reading import ReadError, detect_separator, stage_file
+from dataflow_assets.consumer.table import TableNameError, Target
 from dataflow_assets.destinations.ftp import FtpHost
 from dataflow_assets.destinations.local import LocalFolder
 from dataflow_assets.destinations.s3 import S3Bucket
@@ -165,7 +165,7 @@ def test_table_names() -> None:
     assert Target.parse("events").sql == '"main"."events"'
     assert Target.parse("raw.events").key == "raw.events"
     for bad in ("a.b.c", "x;drop", "1abc", ""):
-        with pytest.raises(LoadError):
+        with pytest.raises(TableNameError):
             Target.parse(bad)
 
 
