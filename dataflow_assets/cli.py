@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -65,6 +65,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if invalid else 0
 
 
+def _updater(bar: tqdm) -> Callable[[int], None]:
+    def update(n: int) -> None:
+        bar.update(n)
+
+    return update
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from dataflow_assets.store.ingest import ingest_file
 
@@ -85,7 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             leave=False,
         ) as bar:
             try:
-                result = ingest_file(db, path, progress=bar.update)
+                result = ingest_file(db, path, progress=_updater(bar))
             except Exception as exc:  # a file that cannot be loaded must not stop the others
                 print(f"{path}: not loaded: {exc}", file=sys.stderr)
                 failed += 1
@@ -234,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if existing == 0:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "demo-history.ndjson"
-            n = write_ndjson(path, traffic.events(args.events, now - dt.timedelta(hours=48), now))
+            write_ndjson(path, traffic.events(args.events, now - dt.timedelta(hours=48), now))
             result = ingest_file(db, path)
         print(f"demo: loaded {result.loaded} events of the last 48 hours into {db}")
     else:

@@ -223,7 +223,11 @@ class FlowSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _separator_only_with_csv(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "csv_separator" in data and data.get("format") in ("json", "parquet"):
+        if (
+            isinstance(data, dict)
+            and "csv_separator" in data
+            and data.get("format") in ("json", "parquet")
+        ):
             raise ValueError("csv_separator: only allowed with format: csv")
         return data
 

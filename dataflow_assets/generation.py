@@ -21,10 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import pyarrow as pa
+
 from dataflow_assets import layout
 from dataflow_assets.destinations.base import Destination
 from dataflow_assets.flow import FlowSpec
-from dataflow_assets.formats import part_writer
+from dataflow_assets.formats import PartWriter, part_writer
 from dataflow_assets.formats.base import threads
 from dataflow_assets.partitions import parse_partition_key, partition_end, partition_key
 from dataflow_assets.store.window import StagedWindow, WindowQuery, stage_window
@@ -132,6 +134,73 @@ class GenerationResult:
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
+class _PartitionParts:
+    """Writes one partition's rows as parts of at most ``max_rows_per_file`` rows each."""
+
+    def __init__(
+        self,
+        flow: FlowSpec,
+        generation: Generation,
+        staged: StagedWindow,
+        start: dt.datetime,
+        destination: Destination,
+        local: Path,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.flow, self.staged, self.start = flow, staged, start
+        self.destination, self.local, self.pool = destination, local, pool
+        self.key = partition_key(start, flow.partitioning)
+        self.guid = layout.file_guid(flow.name, generation.id, self.key)
+        self.folder = generation.folder(flow)
+        self.part = 0
+        self.rows = 0
+        self.writer: PartWriter | None = None
+        self.delivered: list[DeliveredFile] = []
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        offset = 0
+        limit = self.flow.max_rows_per_file
+        while offset < batch.num_rows:
+            if self.writer is None:
+                self.part += 1
+                self.rows = 0
+                self.writer = part_writer(
+                    self.flow.format,
+                    self.local,
+                    self.staged.schema,
+                    self.pool,
+                    self.flow.csv_separator,
+                )
+            take = min(batch.num_rows - offset, limit - self.rows)
+            self.writer.write(batch.slice(offset, take))
+            offset += take
+            self.rows += take
+            if self.rows == limit:
+                self.finish()
+
+    def finish(self) -> None:
+        """Close the current part and put it on the destination under its final name."""
+        if self.writer is None:
+            return
+        written = self.writer.close()
+        self.writer = None
+        path = layout.data_file_path(
+            self.destination.layout,
+            self.folder,
+            self.flow.name,
+            self.start,
+            self.flow.partitioning,
+            self.guid,
+            self.part,
+            self.flow.extension,
+        )
+        self.destination.put_file(self.local, path, sha256=written.sha256)
+        self.local.unlink(missing_ok=True)
+        self.delivered.append(
+            DeliveredFile(path, self.key, self.rows, written.bytes, written.sha256)
+        )
+
+
 def write_files(
     flow: FlowSpec,
     generation: Generation,
@@ -145,54 +214,20 @@ def write_files(
     Partition by partition, rows in insertion order, a new part every ``max_rows_per_file``
     rows: the same window always gives the same files under the same names.
     """
-    folder = generation.folder(flow)
-    schema = staged.schema
     delivered: list[DeliveredFile] = []
-    done, total = 0, staged.rows
+    done = 0
     with ThreadPoolExecutor(threads(), thread_name_prefix="render") as pool:
         for partition in staged.partitions:
-            key = partition_key(partition.start, flow.partitioning)
-            guid = layout.file_guid(flow.name, generation.id, key)
-            part_no, rows_in_part, writer = 0, 0, None
-            local = workdir / "part.tmp"
-
-            def finish(part: int, rows: int) -> None:
-                assert writer is not None
-                written = writer.close()
-                path = layout.data_file_path(
-                    destination.layout,
-                    folder,
-                    flow.name,
-                    partition.start,
-                    flow.partitioning,
-                    guid,
-                    part,
-                    flow.extension,
-                )
-                destination.put_file(local, path, sha256=written.sha256)
-                local.unlink(missing_ok=True)
-                delivered.append(DeliveredFile(path, key, rows, written.bytes, written.sha256))
-
+            parts = _PartitionParts(
+                flow, generation, staged, partition.start, destination, workdir / "part.tmp", pool
+            )
             for batch in staged.batches(partition):
-                offset = 0
-                while offset < batch.num_rows:
-                    if writer is None:
-                        part_no += 1
-                        rows_in_part = 0
-                        writer = part_writer(flow.format, local, schema, pool, flow.csv_separator)
-                    take = min(batch.num_rows - offset, flow.max_rows_per_file - rows_in_part)
-                    writer.write(batch.slice(offset, take))
-                    offset += take
-                    rows_in_part += take
-                    done += take
-                    if rows_in_part == flow.max_rows_per_file:
-                        finish(part_no, rows_in_part)
-                        writer = None
+                parts.write(batch)
+                done += batch.num_rows
                 if progress:
-                    progress("write", done, total)
-            if writer is not None:
-                finish(part_no, rows_in_part)
-                writer = None
+                    progress("write", done, staged.rows)
+            parts.finish()
+            delivered.extend(parts.delivered)
     return delivered
 
 

@@ -103,7 +103,7 @@ def plan_generation(
     ):
         retry = generation_from_tags(flow, dict(last.tags))
         rows, first, last_hit = count_window(db, retry.query(flow))
-        if rows:
+        if rows and first is not None and last_hit is not None:
             start, end = partition_range(flow, first, last_hit)
             return Plan(retry, start, end, rows, attempts_of(instance, flow, retry.id) + 1)
         # Nothing of that window passes the flow's filters any more: plan afresh over it.

@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -34,19 +33,30 @@ def traffic(n: int, start_id: int = 1, spread_minutes: int = 300) -> list[dict]:
     out = []
     for i in range(n):
         k = start_id + i
-        out.append(event(
-            k, T0 + dt.timedelta(minutes=(k * 7) % spread_minutes, seconds=k % 60, microseconds=(k % 3) * 1000),
-            site_id=1 + k % 3,
-            event_name="page.display" if k % 2 else "click.action",
-            page=f"page {k}", price=float(k) / 4 if k % 5 else None,
-            visitor_privacy_consent=(k % 10 != 0), qty=k % 7, flag=bool(k % 2),
-        ))
+        out.append(
+            event(
+                k,
+                T0
+                + dt.timedelta(
+                    minutes=(k * 7) % spread_minutes, seconds=k % 60, microseconds=(k % 3) * 1000
+                ),
+                site_id=1 + k % 3,
+                event_name="page.display" if k % 2 else "click.action",
+                page=f"page {k}",
+                price=float(k) / 4 if k % 5 else None,
+                visitor_privacy_consent=(k % 10 != 0),
+                qty=k % 7,
+                flag=bool(k % 2),
+            )
+        )
     return out
 
 
 @pytest.mark.parametrize("granularity", GRANULARITIES)
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_every_format_and_granularity_delivers_exactly_the_events(harness: Harness, fmt: str, granularity: str) -> None:
+def test_every_format_and_granularity_delivers_exactly_the_events(
+    harness: Harness, fmt: str, granularity: str
+) -> None:
     events = traffic(240)
     harness.ingest(events)
     flow = harness.flow(format=fmt, partitioning=granularity, max_rows_per_file=17)
@@ -56,7 +66,10 @@ def test_every_format_and_granularity_delivers_exactly_the_events(harness: Harne
     # Names: the flow's layout, one GUID per partition, parts 001.. in each.
     by_guid: dict[str, list[int]] = {}
     for rel in reported_files(harness.out):
-        m = re.fullmatch(rf"out/f/data/date=\d{{4}}-\d\d-\d\d(/hour=\d\d)?(/min=\d\d-\d\d)?/data_([0-9a-f-]{{36}})_(\d{{3}})_0_0\.{re.escape(EXT[fmt])}", rel)
+        m = re.fullmatch(
+            rf"out/f/data/date=\d{{4}}-\d\d-\d\d(/hour=\d\d)?(/min=\d\d-\d\d)?/data_([0-9a-f-]{{36}})_(\d{{3}})_0_0\.{re.escape(EXT[fmt])}",
+            rel,
+        )
         assert m, rel
         assert bool(m.group(1)) == (granularity != "date")
         assert bool(m.group(2)) == (granularity in ("half_hour", "quarter_hour"))
@@ -69,11 +82,17 @@ def test_duckdb_and_pyarrow_read_the_files_too(harness: Harness) -> None:
     events = traffic(100)
     harness.ingest(events)
     for fmt in FORMATS:
-        flow = harness.flow(name=f"f_{fmt}", format=fmt, destination={"type": "local", "path": str(harness.out), "folder": fmt})
+        flow = harness.flow(
+            name=f"f_{fmt}",
+            format=fmt,
+            destination={"type": "local", "path": str(harness.out), "folder": fmt},
+        )
         assert harness.export(flow).success
         glob = str(harness.out / fmt / "**" / f"*.{EXT[fmt]}")
         reader = {"csv": "read_csv", "json": "read_json", "parquet": "read_parquet"}[fmt]
-        count, distinct, first = duckdb.sql(f"SELECT count(*), count(DISTINCT event_id), min(hit_time_utc) FROM {reader}('{glob}')").fetchall()[0]
+        count, distinct, first = duckdb.sql(
+            f"SELECT count(*), count(DISTINCT event_id), min(hit_time_utc) FROM {reader}('{glob}')"
+        ).fetchall()[0]
         expected = [e for e in events if e["visitor_privacy_consent"]]
         assert count == distinct == len(expected)
         assert str(first).startswith("2026-11-20 10:0")
@@ -92,7 +111,10 @@ def test_late_events_land_in_their_old_partitions_in_a_later_generation(harness:
     new_files = set(reported_files(harness.out)) - first_files
     assert len(reports(harness.out)) == 2
     assert {re.search(r"date=([\d-]+)/hour=(\d\d)", f).groups() for f in new_files} == {
-        ("2026-11-17", "10"), ("2026-11-17", "09"), ("2026-11-17", "08")}
+        ("2026-11-17", "10"),
+        ("2026-11-17", "09"),
+        ("2026-11-17", "08"),
+    }
     assert outcome.plan.range_start == "2026-11-17-08:00"
     check_delivery(harness.out, flow, early + late)
     # The old files were not touched by the later generation.
@@ -122,9 +144,17 @@ def test_filters_never_leak(harness: Harness) -> None:
     flows = [
         harness.flow(name="sites", sites=[2, 3], format="csv"),
         harness.flow(name="privacy_off", privacy_filter=False, format="json"),
-        harness.flow(name="incl", format="parquet",
-                     properties={"include": ["hit_time_utc", "event_id", "site_id", "page"]}),
-        harness.flow(name="excl", format="csv", csv_separator="|", properties={"all": True, "exclude": ["visitor_ip", "price"]}),
+        harness.flow(
+            name="incl",
+            format="parquet",
+            properties={"include": ["hit_time_utc", "event_id", "site_id", "page"]},
+        ),
+        harness.flow(
+            name="excl",
+            format="csv",
+            csv_separator="|",
+            properties={"all": True, "exclude": ["visitor_ip", "price"]},
+        ),
     ]
     for flow in flows:
         assert harness.export(flow).success
@@ -132,7 +162,10 @@ def test_filters_never_leak(harness: Harness) -> None:
         check_delivery(root.parent.parent, flow, events) if False else None
         rows = []
         from dataflow_assets_tests.support import read_file
-        for rel in (line for r in root.glob("*_delivery.report") for line in r.read_text().splitlines()):
+
+        for rel in (
+            line for r in root.glob("*_delivery.report") for line in r.read_text().splitlines()
+        ):
             rows.extend(read_file(harness.out / rel, flow.format, flow.csv_separator))
         keys = set().union(*rows)
         ids = {int(r["event_id"]) for r in rows}
@@ -150,8 +183,18 @@ def test_filters_never_leak(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize("separator", [",", ";", "|", "\t"])
-def test_values_holding_separators_quotes_newlines_and_unicode_round_trip(harness: Harness, separator: str) -> None:
-    nasty = ['a,b;c|d\te', 'say "hi"', "line1\nline2\r\nline3", "émoji 🎉 日本語", " lead and trail ", '"', ""]
+def test_values_holding_separators_quotes_newlines_and_unicode_round_trip(
+    harness: Harness, separator: str
+) -> None:
+    nasty = [
+        "a,b;c|d\te",
+        'say "hi"',
+        "line1\nline2\r\nline3",
+        "émoji 🎉 日本語",
+        " lead and trail ",
+        '"',
+        "",
+    ]
     events = [event(i + 1, T0, page=v, note=f"{v}!") for i, v in enumerate(nasty)]
     harness.ingest(events)
     flow = harness.flow(format="csv", csv_separator=separator)
@@ -163,7 +206,9 @@ def test_values_holding_separators_quotes_newlines_and_unicode_round_trip(harnes
 
 @pytest.mark.parametrize("fmt", ["json", "parquet"])
 def test_unicode_and_quotes_in_json_and_parquet(harness: Harness, fmt: str) -> None:
-    events = [event(1, T0, page='q"uote\\back\nslash', emoji="🎉", big=2**62, small=-1.5e-300, on=False)]
+    events = [
+        event(1, T0, page='q"uote\\back\nslash', emoji="🎉", big=2**62, small=-1.5e-300, on=False)
+    ]
     harness.ingest(events)
     flow = harness.flow(format=fmt)
     assert harness.export(flow).success
@@ -180,7 +225,9 @@ def test_a_property_first_seen_later_reaches_later_files(harness: Harness) -> No
     assert harness.export(flow).success
     check_delivery(harness.out, flow, first + later)
     newest = max(reports(harness.out))
-    manifest = json.loads(newest.with_name(newest.name.replace(".report", ".manifest.json")).read_text())
+    manifest = json.loads(
+        newest.with_name(newest.name.replace(".report", ".manifest.json")).read_text()
+    )
     assert "custom_new" in manifest["columns"]
 
 
@@ -195,7 +242,9 @@ def test_reports_list_exactly_their_files_and_manifests_match(harness: Harness) 
     for report in reports(harness.out):
         lines = report.read_text().splitlines()
         assert lines == sorted(lines) and report.read_text().endswith("\n")
-        manifest = json.loads(report.with_name(report.name.replace(".report", ".manifest.json")).read_text())
+        manifest = json.loads(
+            report.with_name(report.name.replace(".report", ".manifest.json")).read_text()
+        )
         assert sorted(f["path"] for f in manifest["files"]) == lines
         assert manifest["flow"] == "f" and set(manifest["window"]) == {"from", "to"}
         for f in manifest["files"]:
@@ -204,7 +253,10 @@ def test_reports_list_exactly_their_files_and_manifests_match(harness: Harness) 
             assert f["rows"] <= 5
         listed += lines
     assert sorted(listed) == sorted(data_files) and len(set(listed)) == len(listed)
-    windows = [json.loads(r.with_name(r.name.replace(".report", ".manifest.json")).read_text())["window"] for r in reports(harness.out)]
+    windows = [
+        json.loads(r.with_name(r.name.replace(".report", ".manifest.json")).read_text())["window"]
+        for r in reports(harness.out)
+    ]
     assert windows[0]["to"] == windows[1]["from"]
 
 
@@ -240,7 +292,13 @@ def test_a_generation_killed_before_its_report_is_redone_under_the_same_names(
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(st.tuples(st.integers(0, 25), st.integers(-2000, 600), st.booleans()), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 25), st.integers(-2000, 600), st.booleans()),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_every_event_exactly_once_across_generations(tmp_path_factory, steps) -> None:
     """Any interleaving of ingests (late events included) and exports delivers each event once."""
     h = make_harness(tmp_path_factory.mktemp("prop"))
@@ -249,7 +307,9 @@ def test_every_event_exactly_once_across_generations(tmp_path_factory, steps) ->
         events: list[dict] = []
         next_id = 1
         for count, minutes, export in steps:
-            batch = [event(next_id + i, T0 + dt.timedelta(minutes=minutes + i)) for i in range(count)]
+            batch = [
+                event(next_id + i, T0 + dt.timedelta(minutes=minutes + i)) for i in range(count)
+            ]
             next_id += count
             if batch:
                 h.ingest(batch)

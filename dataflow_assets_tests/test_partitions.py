@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import duckdb
 from hypothesis import given
@@ -62,7 +63,7 @@ def test_dagster_keys_are_ours() -> None:
             __import__("dagster").PartitionKeyRange(first, pdef.get_partition_keys()[3])
         )
         starts = [parse_partition_key(k, g) for k in keys]
-        assert all(b - a == dt.timedelta(minutes=g.minutes) for a, b in zip(starts, starts[1:]))
+        assert all(b - a == dt.timedelta(minutes=g.minutes) for a, b in itertools.pairwise(starts))
     # The partition in progress exists: a live generation delivers it.
     hourly = partitions_def(dt.date(2026, 11, 1), Granularity.HOUR)
     now = partition_start(dt.datetime.now(UTC), Granularity.HOUR)

@@ -114,7 +114,9 @@ def _open_binary(path: Path, progress: Progress | None) -> IO[bytes]:
 
 
 def _open_text(path: Path, progress: Progress | None) -> IO[str]:
-    return io.TextIOWrapper(_open_binary(path, progress), encoding="utf-8", errors="strict", newline="")
+    return io.TextIOWrapper(
+        _open_binary(path, progress), encoding="utf-8", errors="strict", newline=""
+    )
 
 
 def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, str]]:
@@ -140,7 +142,11 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
                 try:
                     decoded = text.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    yield line_no, BadRow(f"not UTF-8: {exc.reason}"), text.decode("utf-8", "replace")
+                    yield (
+                        line_no,
+                        BadRow(f"not UTF-8: {exc.reason}"),
+                        text.decode("utf-8", "replace"),
+                    )
                     continue
                 try:
                     yield line_no, json.loads(decoded), decoded
@@ -154,7 +160,9 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
         except StopIteration:
             return
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise UnreadableFile(f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded") from exc
+            raise UnreadableFile(
+                f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded"
+            ) from exc
         while True:
             start = reader.line_num + 1
             try:
@@ -176,8 +184,7 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
                 continue
             # CSV has no null: an empty field is one. Values stay text until typed.
             record = {
-                k: (_CsvText(v) if v != "" else None)
-                for k, v in zip(header, values, strict=True)
+                k: (_CsvText(v) if v != "" else None) for k, v in zip(header, values, strict=True)
             }
             yield start, record, ",".join(values)
 
@@ -409,7 +416,7 @@ def _commit(
         try:
             base = max_seq(con)
             current = {k: t for k, (t, _s) in property_types(con).items()}
-            for key, (kind, index) in sorted(typer.new.items(), key=lambda kv: kv[1][1]):
+            for key, (kind, _index) in sorted(typer.new.items(), key=lambda kv: kv[1][1]):
                 if key in current:
                     if current[key] is not kind and not (
                         current[key] is PropertyType.DECIMAL and kind is PropertyType.INTEGER

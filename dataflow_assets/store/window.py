@@ -11,6 +11,7 @@ partition, rows in insertion order, so the split into parts is a function of the
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,7 @@ def _write_slice(
     n = len(keys)
     changed = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
     cuts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist()), n]
-    for a, b in zip(cuts, cuts[1:], strict=False):
+    for a, b in itertools.pairwise(cuts):
         key = int(keys[a].as_py())
         part = partitions.get(key)
         if part is None:
