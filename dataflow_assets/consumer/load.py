@@ -190,7 +190,10 @@ def _insert(
     if dedupe is not None:
         key = quote(dedupe)
         conditions.append(f"NOT EXISTS (SELECT 1 FROM {target.sql} d WHERE d.{key} = s.{key})")
-        qualify = f"QUALIFY row_number() OVER (PARTITION BY s.{key} ORDER BY s._dataflow_ord) = 1"
+        qualify = (
+            f"QUALIFY s.{key} IS NULL "  # a row without the key is never a duplicate
+            f"OR row_number() OVER (PARTITION BY s.{key} ORDER BY s._dataflow_ord) = 1"
+        )
     sql = (
         f"INSERT INTO {target.sql} BY NAME SELECT * EXCLUDE (_dataflow_ord) FROM ("
         f"SELECT {select}, {bound}::BIGINT AS {quote(WATERMARK)}, rowid AS _dataflow_ord "

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import duckdb
+
 from dataflow_assets_tests.consumer.conftest import Run
 from dataflow_assets_tests.consumer.helpers import assert_table_holds, at, events, table_multiset
 from dataflow_assets_tests.support import Harness, event, expected_multiset
@@ -46,3 +48,24 @@ def test_dedupe_on_an_unknown_column_stops(harness: Harness, run: Run, tmp_path:
         "load", harness.out / "out", "--flow", "f", "--into", db, "--dedupe", "visitor_id"
     )
     assert code == 1 and "--dedupe visitor_id: no such column" in err
+
+
+def test_rows_without_the_dedupe_key_are_all_kept(
+    harness: Harness, run: Run, tmp_path: Path
+) -> None:
+    h = harness
+    flow = h.flow(format="parquet")
+    ingested = [
+        event(1, at(10), page="/a"),
+        event(2, at(10, 1), page="/a"),
+        event(3, at(10, 2)),
+        event(4, at(10, 3)),
+    ]
+    h.ingest(ingested)
+    assert h.export(flow).success
+    db = tmp_path / "warehouse.duckdb"
+    code, _out, err = run("load", h.out / "out", "--flow", "f", "--into", db, "--dedupe", "page")
+    assert code == 0, err
+    with duckdb.connect(str(db)) as con:
+        rows = con.execute("SELECT event_id, page FROM events ORDER BY event_id").fetchall()
+    assert rows == [(1, "/a"), (3, None), (4, None)]
