@@ -232,20 +232,18 @@ def load_generation(
     ReadError."""
     target, manifest = options.table, pending.manifest
     table, flow = target.key, deliveries.flow
-    applied = ledger.applied_regenerations(con, table, flow)
-    where: list[str] = []
+    # Where an applied regeneration holds every event of this generation, it stays as it is.
+    newer = [
+        r for r in ledger.applied_regenerations(con, table, flow) if r.watermark >= manifest.bound
+    ]
+    where = _outside("hit_time_utc", newer)
     deleted = inserted = 0
     con.execute("BEGIN TRANSACTION")
     try:
         if manifest.is_regeneration:
-            start, end = manifest.time_range()
-            newer = [r for r in applied if r.watermark >= manifest.bound]
-            where = [_within("hit_time_utc", start, end), *_outside("hit_time_utc", newer)]
+            where.insert(0, _within("hit_time_utc", *manifest.time_range()))
             if table_columns(con, target):
                 deleted = _delete(con, target, where, manifest.bound)
-        else:
-            newer = [r for r in applied if r.watermark >= manifest.bound]
-            where = _outside("hit_time_utc", newer)
         for file in pending.files:
             local = workdir / file.location.rpartition("/")[2]
             try:
