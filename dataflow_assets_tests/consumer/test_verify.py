@@ -21,6 +21,7 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("delivered")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        mp.setenv("DATAFLOW_STAGING_DIR", str(root / "staging"))  # restored on exit
         h = make_harness(root)
         mp.setenv("DATAFLOW_EVENTS_DB", str(h.db))
         flow = h.flow(max_rows_per_file=5)
