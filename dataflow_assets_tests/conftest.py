@@ -7,6 +7,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from dataflow_assets_tests.server_fixtures import (  # noqa: F401 - fixtures for every package
+    FAST_RETRY,
+    bucket,
+    ftp_plain_server,
+    ftps_server,
+    moto,
+    moto_server,
+    sshd,
+)
 from dataflow_assets_tests.support import Harness, make_harness
 
 settings.register_profile(

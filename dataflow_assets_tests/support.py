@@ -101,14 +101,15 @@ def make_harness(tmp_path: Path) -> Harness:
 # ---------------------------------------------------------------- independent readers
 
 
-def reports(root: Path) -> list[Path]:
-    return sorted(root.rglob("*_delivery.report"))
+def reports(root: Path, under: str = "") -> list[Path]:
+    """Reports found below ``root / under``."""
+    return sorted((root / under).rglob("*_delivery.report"))
 
 
-def reported_files(root: Path) -> list[str]:
-    """Every path listed by a report under ``root`` (relative to ``root``), in report order."""
+def reported_files(root: Path, under: str = "") -> list[str]:
+    """Every path listed by a report below ``root / under`` (paths relative to ``root``)."""
     out: list[str] = []
-    for report in reports(root):
+    for report in reports(root, under):
         out.extend(line for line in report.read_text().splitlines() if line)
     return out
 
@@ -126,9 +127,11 @@ def read_file(path: Path, fmt: str, separator: str = ",") -> list[dict[str, Any]
     return [{k: v for k, v in row.items() if v is not None} for row in table.to_pylist()]
 
 
-def delivered_rows(root: Path, fmt: str, separator: str = ",") -> list[dict[str, Any]]:
+def delivered_rows(
+    root: Path, fmt: str, separator: str = ",", under: str = ""
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for rel in reported_files(root):
+    for rel in reported_files(root, under):
         rows.extend(read_file(root / rel, fmt, separator))
     return rows
 
@@ -195,10 +198,13 @@ def expected_multiset(events: Iterable[dict[str, Any]], flow: FlowSpec) -> Count
     return out
 
 
-def check_delivery(root: Path, flow: FlowSpec, events: list[dict[str, Any]]) -> None:
-    """The reported files under ``root`` hold exactly the events ``flow`` must deliver."""
+def check_delivery(
+    root: Path, flow: FlowSpec, events: list[dict[str, Any]], under: str = ""
+) -> None:
+    """The files reported below ``root / under`` hold exactly the events ``flow`` must deliver
+    (report paths are relative to ``root``, the destination root)."""
     by_id = {e["event_id"]: e for e in events}
-    got = as_multiset(delivered_rows(root, flow.format, flow.csv_separator), by_id)
+    got = as_multiset(delivered_rows(root, flow.format, flow.csv_separator, under), by_id)
     want = expected_multiset(events, flow)
     missing, extra = want - got, got - want
     assert not missing and not extra, f"missing {list(missing)[:3]}\nextra {list(extra)[:3]}"

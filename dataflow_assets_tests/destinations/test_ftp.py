@@ -16,7 +16,7 @@ import pytest
 from dataflow_assets.destinations import DestinationError, RemoteFile, destination_for
 from dataflow_assets.destinations.ftp import FtpHost
 from dataflow_assets.flow import FlowSpec, FtpDestination
-from dataflow_assets_tests.destinations.conftest import FAST_RETRY
+from dataflow_assets_tests.server_fixtures import FAST_RETRY
 from dataflow_assets_tests.servers import FtpServer, free_port
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,7 +15,7 @@ import pytest
 from dataflow_assets.destinations import DestinationError, RemoteFile, destination_for
 from dataflow_assets.destinations.s3 import S3Bucket
 from dataflow_assets.flow import FlowSpec, S3Destination
-from dataflow_assets_tests.destinations.conftest import FAST_RETRY
+from dataflow_assets_tests.server_fixtures import FAST_RETRY
 from dataflow_assets_tests.servers import MotoServer, TcpProxy, free_port
 
 pytestmark = pytest.mark.timeout(60)

@@ -1,4 +1,6 @@
-"""Fixtures: one real server of each kind per test session (see ``dataflow_assets_tests.servers``)."""
+"""Server fixtures: one real server of each kind per test session (see ``dataflow_assets_tests.servers``).
+
+Registered for every test package by the top-level conftest."""
 
 from __future__ import annotations
 
