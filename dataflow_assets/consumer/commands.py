@@ -52,11 +52,11 @@ def _human(n: float) -> str:
 
 
 def _out(message: str) -> None:
-    print(message)  # noqa: T201 - a command's output
+    print(message)  # a command's output
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr)  # noqa: T201 - a command's output
+    print(message, file=sys.stderr)  # a command's output
 
 
 def _location(args: argparse.Namespace) -> Location:
