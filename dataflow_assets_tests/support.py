@@ -94,6 +94,8 @@ def make_harness(tmp_path: Path) -> Harness:
     home.mkdir()
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["DATAFLOW_STAGING_DIR"] = str(tmp_path / "staging")
+    # Anything that falls back to the default store must find this one, never ./data.
+    os.environ["DATAFLOW_EVENTS_DB"] = str(tmp_path / "events.duckdb")
     instance = dg.DagsterInstance.get()
     return Harness(tmp_path, instance, tmp_path / "events.duckdb", tmp_path / "dest")
 
