@@ -11,9 +11,16 @@ from pathlib import Path
 import dagster as dg
 
 from dataflow_assets.assets import events_spec, flow_assets
+from dataflow_assets.checks import flow_checks
 from dataflow_assets.flow import FlowSet, load_flows
 from dataflow_assets.resources import default_resources
-from dataflow_assets.schedules import generation_job, generation_schedule, regeneration_job
+from dataflow_assets.schedules import (
+    checks_job,
+    checks_schedule,
+    generation_job,
+    generation_schedule,
+    regeneration_job,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +30,15 @@ def build_definitions(flows: FlowSet, db: Path | None = None) -> dg.Definitions:
     for error in flows.errors:
         log.warning("flow refused: %s", error)
     assets: list = [events_spec([str(e) for e in flows.errors])]
-    jobs, schedules = [], []
+    jobs, schedules, checks = [], [], []
     for flow in flows.flows:
         assets.extend(flow_assets(flow))
-        jobs.extend([generation_job(flow), regeneration_job(flow)])
-        schedules.append(generation_schedule(flow))
+        checks.extend(flow_checks(flow))
+        jobs.extend([generation_job(flow), regeneration_job(flow), checks_job(flow)])
+        schedules.extend([generation_schedule(flow), checks_schedule(flow)])
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
         resources=default_resources(db),

@@ -1,0 +1,170 @@
+"""Asset checks of a flow, shown on its delivery report asset in the UI.
+
+- completeness: per partition, the rows of the files that live reports list (manifests of
+  generations up to the delivered watermark) equal the store's rows that pass the flow's filters
+  up to that watermark; every reported file is on the destination with its manifest's size.
+  Fails when a delivered file was deleted or truncated, or an event is missing.
+- freshness: no event that the flow must deliver has been waiting longer than twice the flow's
+  frequency. (An idle flow writes no report, so the age of the last report alone would be a
+  false alarm.)
+
+No ``from __future__ import annotations``: Dagster reads the context type hints at runtime.
+"""
+
+import datetime as dt
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from dataflow_assets import layout
+from dataflow_assets.destinations import destination_for
+from dataflow_assets.destinations.base import Destination
+from dataflow_assets.flow import FlowSpec
+from dataflow_assets.generation import Generation
+from dataflow_assets.partitions import partition_key
+from dataflow_assets.resources import EventStore
+from dataflow_assets.store.counts import oldest_load_after, rows_by_partition
+from dataflow_assets.store.window import count_window
+from dataflow_assets.watermark import delivered, report_key
+
+MAX_LISTED = 20
+
+
+@dataclass
+class Completeness:
+    watermark: int
+    reports: int = 0
+    delivered_rows: Counter = field(default_factory=Counter)
+    store_rows: dict[str, int] = field(default_factory=dict)
+    missing_files: list[str] = field(default_factory=list)
+    wrong_size: list[str] = field(default_factory=list)
+
+    @property
+    def mismatched(self) -> list[tuple[str, int, int]]:
+        keys = sorted(set(self.store_rows) | set(self.delivered_rows))
+        return [
+            (k, self.store_rows.get(k, 0), self.delivered_rows.get(k, 0))
+            for k in keys
+            if self.store_rows.get(k, 0) != self.delivered_rows.get(k, 0)
+        ]
+
+    @property
+    def passed(self) -> bool:
+        return not (self.mismatched or self.missing_files or self.wrong_size)
+
+
+def live_manifests(flow: FlowSpec, destination: Destination) -> tuple[list[dict], dict[str, int]]:
+    """The live manifests of ``flow`` that have their report, and the sizes of what is there."""
+    prefix = layout.reports_prefix(destination.layout, flow.folder, flow.name)
+    listing = {f.path: f.size for f in destination.list(prefix)}
+    manifests = []
+    for path in sorted(listing):
+        if not path.endswith("_delivery.report"):
+            continue
+        manifest = json.loads(destination.read_bytes(layout.manifest_path(path)))
+        if manifest.get("kind") == "live" and manifest.get("flow") == flow.name:
+            manifests.append(manifest)
+    return manifests, listing
+
+
+def completeness(
+    flow: FlowSpec, store: EventStore, destination: Destination, watermark: int
+) -> Completeness:
+    result = Completeness(watermark)
+    manifests, listing = live_manifests(flow, destination)
+    for manifest in manifests:
+        # A report on the destination whose run did not record it yet is above the watermark.
+        if manifest["window"]["to"] > watermark:
+            continue
+        result.reports += 1
+        for f in manifest["files"]:
+            result.delivered_rows[f["partition"]] += f["rows"]
+            if f["path"] not in listing:
+                result.missing_files.append(f["path"])
+            elif listing[f["path"]] != f["bytes"]:
+                result.wrong_size.append(f["path"])
+    query = Generation(flow.name, "live", 0, watermark, dt.datetime.now(dt.UTC)).query(flow)
+    result.store_rows = {
+        partition_key(start, flow.partitioning): n
+        for start, n in rows_by_partition(store.path, query).items()
+    }
+    return result
+
+
+def _table(rows: list[tuple[str, int, int]]) -> dg.MetadataValue:
+    lines = ["| partition | store rows | delivered rows |", "|---|---:|---:|"]
+    lines += [f"| {k} | {s} | {d} |" for k, s, d in rows[:MAX_LISTED]]
+    if len(rows) > MAX_LISTED:
+        lines.append(f"| … {len(rows) - MAX_LISTED} more | | |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def flow_checks(flow: FlowSpec) -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(
+        asset=report_key(flow),
+        name="completeness",
+        description="Per partition, rows in reported files = store rows up to the delivered "
+        "watermark; every reported file present with its manifest's size.",
+    )
+    def completeness_check(
+        context: dg.AssetCheckExecutionContext, store: EventStore
+    ) -> dg.AssetCheckResult:
+        watermark = delivered(context.instance, flow).to_seq
+        with destination_for(flow) as destination:
+            result = completeness(flow, store, destination, watermark)
+        mismatched = result.mismatched
+        metadata: dict[str, Any] = {
+            "watermark": watermark,
+            "reports": result.reports,
+            "partitions": len(result.store_rows),
+            "store_rows": sum(result.store_rows.values()),
+            "delivered_rows": sum(result.delivered_rows.values()),
+            "mismatched_partitions": len(mismatched),
+            "missing_files": len(result.missing_files),
+            "wrong_size_files": len(result.wrong_size),
+        }
+        if mismatched:
+            metadata["mismatches"] = _table(mismatched)
+        problems = result.missing_files + result.wrong_size
+        if problems:
+            metadata["damaged"] = dg.MetadataValue.md(
+                "\n".join(f"- `{p}`" for p in problems[:MAX_LISTED])
+            )
+        return dg.AssetCheckResult(passed=result.passed, metadata=metadata)
+
+    @dg.asset_check(
+        asset=report_key(flow),
+        name="freshness",
+        description=f"No event of {flow.name!r} waits longer than twice its frequency "
+        f"({2 * flow.frequency_minutes} min) for delivery.",
+    )
+    def freshness_check(
+        context: dg.AssetCheckExecutionContext, store: EventStore
+    ) -> dg.AssetCheckResult:
+        done = delivered(context.instance, flow)
+        now = dt.datetime.now(dt.UTC)
+        limit = dt.timedelta(minutes=2 * flow.frequency_minutes)
+        pending_since = oldest_load_after(store.path, done.to_seq)
+        pending = 0
+        if pending_since is not None:
+            top = Generation(flow.name, "live", done.to_seq, 2**62, now)
+            pending = count_window(store.path, top.query(flow))[0]
+        waiting = (now - pending_since) if pending and pending_since else dt.timedelta(0)
+        metadata: dict[str, Any] = {
+            "watermark": done.to_seq,
+            "undelivered_events": pending,
+            "oldest_wait_minutes": round(waiting.total_seconds() / 60, 1),
+            "limit_minutes": 2 * flow.frequency_minutes,
+        }
+        if done.planned_at is not None:
+            age = now - done.planned_at
+            metadata["last_report"] = done.report or ""
+            metadata["last_report_age_minutes"] = round(age.total_seconds() / 60, 1)
+        return dg.AssetCheckResult(
+            passed=waiting <= limit, severity=dg.AssetCheckSeverity.WARN, metadata=metadata
+        )
+
+    return [completeness_check, freshness_check]
