@@ -68,18 +68,33 @@ def generation_from_tags(flow: FlowSpec, run_tags: dict[str, str]) -> Generation
     )
 
 
+#: The most partitions a live run's Dagster range spans. Dagster records events for every key of
+#: a run's range (~25 ms each in the SQLite event log): a late event from 30 days ago must not
+#: widen the range to thousands of quarter hours. Older partitions the window touches
+#: ("stragglers") get a materialization event of their own, so the event log grows with the
+#: partitions a generation touched, never with the span between them.
+MAX_RANGE_PARTITIONS = 4
+
+
 def partition_range(flow: FlowSpec, first: dt.datetime, last: dt.datetime) -> tuple[str, str]:
-    """Partition keys covering ``[first, last]`` hit times, within the flow's partitions.
+    """The Dagster partition range of a live run whose rows' hit times span ``[first, last]``:
+    the newest touched partition and at most ``MAX_RANGE_PARTITIONS - 1`` before it, within the
+    flow's partitions.
 
     Rows outside the existing partitions (a clock ahead of ours) are still written; only the
     Dagster range is clamped.
     """
-    pdef = partitions_def(flow.start_date, flow.partitioning)
+    g = flow.partitioning
+    pdef = partitions_def(flow.start_date, g)
     lowest = pdef.get_first_partition_key()
     highest = pdef.get_last_partition_key()
     assert lowest is not None and highest is not None
-    a = partition_key(partition_start(first, flow.partitioning), flow.partitioning)
-    b = partition_key(partition_start(last, flow.partitioning), flow.partitioning)
+    newest = partition_start(last, g)
+    oldest = max(
+        partition_start(first, g),
+        newest - dt.timedelta(minutes=g.minutes * (MAX_RANGE_PARTITIONS - 1)),
+    )
+    a, b = partition_key(oldest, g), partition_key(newest, g)
     # Keys of one granularity sort as their times.
     a = min(max(a, lowest), highest)
     b = min(max(b, lowest), highest)

@@ -320,3 +320,38 @@ def test_every_event_exactly_once_across_generations(tmp_path_factory, steps) ->
         check_delivery(h.out, flow, events)
     finally:
         h.instance.dispose()
+
+
+def test_late_events_spread_over_30_days_keep_the_run_small(harness: Harness) -> None:
+    """A few late events across 30 days of quarter hours: the run's range stays at most 4
+    partitions and the event log grows with the partitions touched, not with the span."""
+    import dagster as dg
+
+    from dataflow_assets.planner import MAX_RANGE_PARTITIONS
+
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    flow = harness.flow(format="json", partitioning="quarter_hour", start_date="2026-10-01")
+    events = [event(1, now)] + [
+        event(10 + d, now - dt.timedelta(days=d, minutes=7 * d)) for d in range(1, 31)
+    ]
+    harness.ingest(events)
+    outcome = harness.export(flow)
+    assert outcome.success and outcome.plan is not None
+    pdef = __import__("dataflow_assets.partitions", fromlist=["x"]).partitions_def(
+        flow.start_date, flow.partitioning
+    )
+    span = pdef.get_partition_keys_in_range(
+        dg.PartitionKeyRange(outcome.plan.range_start, outcome.plan.range_end)
+    )
+    assert len(span) <= MAX_RANGE_PARTITIONS
+    check_delivery(harness.out, flow, events)
+    mats = harness.instance.fetch_materializations(dg.AssetKey(["f", "files"]), limit=1000).records
+    touched = {m.partition_key for m in mats if m.run_id == outcome.run_id}
+    assert len(touched) <= 31 + MAX_RANGE_PARTITIONS
+    assert len([r for r in harness.instance.get_records_for_run(outcome.run_id).records]) < 150
+    late = sorted(touched)[0]
+    assert (
+        late
+        == (now - dt.timedelta(days=30, minutes=210)).strftime("%Y-%m-%d-%H:")
+        + f"{(now - dt.timedelta(days=30, minutes=210)).minute // 15 * 15:02d}"
+    )
