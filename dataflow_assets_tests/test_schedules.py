@@ -20,12 +20,13 @@ from dataflow_assets_tests.support import T0, Harness, event
 def tick(harness: Harness, flow: FlowSpec):
     defs = build_definitions(FlowSet([flow]), harness.db)
     schedule = defs.resolve_schedule_def(f"{flow.key_prefix}_schedule")
-    context = dg.build_schedule_context(
+    # The context holds the instance by weak reference: keep it open while the tick runs.
+    with dg.build_schedule_context(
         instance=harness.instance,
         scheduled_execution_time=dt.datetime.now(dt.UTC),
         resources=defs.resources,
-    )
-    return schedule.evaluate_tick(context)
+    ) as context:
+        return schedule.evaluate_tick(context)
 
 
 def test_a_tick_plans_the_window_and_range(harness: Harness) -> None:
