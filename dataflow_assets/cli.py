@@ -24,16 +24,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dataflow_assets.consumer.commands import human_bytes as _human
 from dataflow_assets.flow import default_flows_dir, flow_files, load_flow_file, load_flows
 from dataflow_assets.store.schema import default_db_path
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -43,7 +43,8 @@ USAGE_ERROR = 2
 SEPARATOR_NAMES = {",": ",", ";": ";", "|": "|", "\t": "\t", "\\t": "\t", "tab": "\t"}
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``1.2 MB``-style sizes for people."""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -113,7 +114,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _out(
         f"{'ok' if result.ok else 'FAILED'}: flow {args.flow} at {args.dest}: "
         f"{result.reports} report(s) ({result.live} live, {result.regenerations} regeneration), "
-        f"{result.files} file(s), {result.rows} rows, {_human(result.bytes)} ({checked}); "
+        f"{result.files} file(s), {result.rows} rows, {human_bytes(result.bytes)} ({checked}); "
         f"{len(result.problems)} problem(s)"
     )
     return 0 if result.ok else 1

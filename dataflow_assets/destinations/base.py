@@ -8,6 +8,9 @@ uploads in one atomic PUT / multipart completion.
 from __future__ import annotations
 
 import abc
+import contextlib
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,46 @@ class DestinationError(Exception):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+def temporary_name(path: str) -> str:
+    """Where an upload to ``path`` is written before its rename: ``.<name>.<uuid>.tmp`` in the
+    same folder (a rename never crosses folders; hidden, so consumers skip it)."""
+    directory, _, name = path.rpartition("/")
+    hidden = f".{name}.{uuid.uuid4().hex}.tmp"
+    return f"{directory}/{hidden}" if directory else hidden
+
+
+def is_temporary(name: str) -> bool:
+    """True for the names of ``temporary_name`` (hidden, ``.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def upload_via_temporary(
+    path: str,
+    call: Callable[[Callable[[], None], str], object],
+    upload: Callable[[str], None],
+    remove: Callable[[str], None],
+) -> None:
+    """Put ``path`` through a temporary name, retried by ``call(attempt, what)``.
+
+    ``upload(tmp)`` writes the content under ``tmp``, checks it and renames it to ``path``.
+    Temporaries of attempts that failed midway are removed with ``remove`` (best effort).
+    """
+    leftovers: list[str] = []
+
+    def attempt() -> None:
+        tmp = temporary_name(path)
+        leftovers.append(tmp)
+        upload(tmp)
+        leftovers.remove(tmp)
+
+    try:
+        call(attempt, f"cannot upload {path}")
+    finally:
+        for tmp in leftovers:
+            with contextlib.suppress(Exception):
+                remove(tmp)
 
 
 @dataclass(frozen=True)

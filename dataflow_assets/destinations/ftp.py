@@ -22,9 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dataflow_assets.destinations.base import Destination, DestinationError, RemoteFile
+from dataflow_assets.destinations.base import (
+    Destination,
+    DestinationError,
+    RemoteFile,
+    is_temporary,
+    upload_via_temporary,
+)
 from dataflow_assets.destinations.retry import DEFAULT_RETRY, RetryPolicy, retrying
-from dataflow_assets.destinations.sftp import is_temporary, temporary_name
 from dataflow_assets.flow import FtpDestination
 from dataflow_assets.layout import Layout
 
@@ -248,12 +253,9 @@ class FtpHost(Destination):
 
     def _put(self, path: str, size: int, store: Callable[[ftplib.FTP, str], Any]) -> None:
         """``store(ftp, temporary_name)`` the content, check its size, then rename."""
-        temporaries: list[str] = []
 
-        def attempt() -> None:
+        def upload(tmp: str) -> None:
             ftp = self._connect()
-            tmp = temporary_name(path)
-            temporaries.append(tmp)
             store(ftp, tmp)
             stored = self._size(ftp, tmp)
             if stored is not None and stored != size:
@@ -262,16 +264,12 @@ class FtpHost(Destination):
                     permanent=False,
                 )
             self._replace(ftp, tmp, path)
-            temporaries.remove(tmp)
 
-        try:
-            self._call(attempt, f"cannot upload {path}")
-        finally:
-            # Partial temporaries of dropped attempts: remove them while connected.
-            if temporaries and self._ftp is not None:
-                for tmp in temporaries:
-                    with contextlib.suppress(Exception):
-                        self._ftp.delete(tmp)
+        def remove(tmp: str) -> None:
+            if self._ftp is not None:
+                self._ftp.delete(tmp)
+
+        upload_via_temporary(path, self._call, upload, remove)
 
     def put_file(self, local_path: Path, path: str, sha256: str | None = None) -> None:
         """Upload ``local_path``. ``sha256`` is not checked remotely (FTP's HASH command is a

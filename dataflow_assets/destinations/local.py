@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from dataflow_assets.destinations.base import Destination, DestinationError, RemoteFile
+from dataflow_assets.destinations.base import (
+    Destination,
+    DestinationError,
+    RemoteFile,
+    is_temporary,
+    temporary_name,
+)
 from dataflow_assets.layout import Layout
 
 
@@ -29,36 +35,35 @@ class LocalFolder(Destination):
             raise DestinationError(f"{self.description}: {path!r} escapes the root", permanent=True)
         return target
 
-    def _temporary(self, target: Path) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-
-    def put_file(self, local_path: Path, path: str, sha256: str | None = None) -> None:
+    def _write(self, path: str, write: Callable[[Path], None]) -> None:
+        """``write(temporary)`` beside the target, then rename it onto the target."""
         target = self._target(path)
+        tmp = target.with_name(Path(temporary_name(path)).name)
         try:
-            tmp = self._temporary(target)
-            shutil.copyfile(local_path, tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write(tmp)
             os.replace(tmp, target)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise DestinationError(
                 f"{self.description}: cannot write {path}: {exc.strerror or exc}",
                 permanent=isinstance(exc, PermissionError),
             ) from exc
 
+    def put_file(self, local_path: Path, path: str, sha256: str | None = None) -> None:
+        def write(tmp: Path) -> None:
+            shutil.copyfile(local_path, tmp)
+
+        self._write(path, write)
+
     def put_bytes(self, data: bytes, path: str) -> None:
-        target = self._target(path)
-        try:
-            tmp = self._temporary(target)
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise DestinationError(
-                f"{self.description}: cannot write {path}: {exc.strerror or exc}",
-                permanent=isinstance(exc, PermissionError),
-            ) from exc
+
+        self._write(path, write)
 
     def list(self, prefix: str) -> list[RemoteFile]:
         base = self.root / prefix
@@ -70,7 +75,7 @@ class LocalFolder(Destination):
             for name in files:
                 full = Path(dirpath) / name
                 rel = full.relative_to(self.root).as_posix()
-                if rel.startswith(prefix) and not name.endswith(".tmp"):
+                if rel.startswith(prefix) and not is_temporary(name):
                     out.append(RemoteFile(rel, full.stat().st_size))
         return sorted(out, key=lambda f: f.path)
 

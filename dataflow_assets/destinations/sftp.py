@@ -19,14 +19,19 @@ import io
 import os
 import socket
 import stat
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import paramiko
 
-from dataflow_assets.destinations.base import Destination, DestinationError, RemoteFile
+from dataflow_assets.destinations.base import (
+    Destination,
+    DestinationError,
+    RemoteFile,
+    is_temporary,
+    upload_via_temporary,
+)
 from dataflow_assets.destinations.retry import DEFAULT_RETRY, RetryPolicy, retrying
 from dataflow_assets.flow import SftpDestination
 from dataflow_assets.layout import Layout
@@ -60,18 +65,6 @@ def _split(path: str) -> tuple[str, str]:
 
 def _join(directory: str, name: str) -> str:
     return f"{directory}/{name}" if directory else name
-
-
-def temporary_name(path: str) -> str:
-    """Where an upload to ``path`` is written before its rename: ``.<name>.<uuid>.tmp`` in the
-    same folder (a rename never crosses folders; hidden, so consumers skip it)."""
-    directory, name = _split(path)
-    return _join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-
-
-def is_temporary(name: str) -> bool:
-    """True for the names of ``temporary_name`` (hidden, ``.tmp``)."""
-    return name.startswith(".") and name.endswith(".tmp")
 
 
 class SftpHost(Destination):
@@ -274,24 +267,17 @@ class SftpHost(Destination):
 
     def _put(self, path: str, write: Callable[[paramiko.SFTPClient, str], Any]) -> None:
         """Write via ``write(sftp, temporary_name)`` (which confirms the size), then rename."""
-        temporaries: list[str] = []
 
-        def attempt() -> None:
+        def upload(tmp: str) -> None:
             sftp = self._connect()
-            tmp = temporary_name(path)
-            temporaries.append(tmp)
             write(sftp, tmp)
             self._replace(sftp, tmp, path)
-            temporaries.remove(tmp)
 
-        try:
-            self._call(attempt, f"cannot upload {path}")
-        finally:
-            # Partial temporaries of dropped attempts: remove them while connected.
-            if temporaries and self._sftp_client is not None:
-                for tmp in temporaries:
-                    with contextlib.suppress(Exception):
-                        self._sftp_client.remove(tmp)
+        def remove(tmp: str) -> None:
+            if self._sftp_client is not None:
+                self._sftp_client.remove(tmp)
+
+        upload_via_temporary(path, self._call, upload, remove)
 
     def put_file(self, local_path: Path, path: str, sha256: str | None = None) -> None:
         """Upload ``local_path``. ``sha256`` is not checked remotely (sFTP has no portable hash
