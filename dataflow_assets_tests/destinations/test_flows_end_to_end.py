@@ -61,7 +61,7 @@ def two_generations(harness: Harness, flow) -> list[dict]:
     harness.ingest(first)
     outcome = harness.export(flow)
     assert outcome.success, outcome.error
-    late = traffic(20, first=1000) + [event(5000, T0 - dt.timedelta(hours=30), newprop="x")]
+    late = [*traffic(20, first=1000), event(5000, T0 - dt.timedelta(hours=30), newprop="x")]
     harness.ingest(late)
     outcome = harness.export(flow)
     assert outcome.success, outcome.error
