@@ -29,9 +29,9 @@ def _connection() -> duckdb.DuckDBPyConnection:
 def render_ndjson(batch: pa.RecordBatch, header: bool = False) -> bytes:
     del header  # NDJSON has none
     rows = _connection().from_arrow(iso_timestamps(batch))
-    lines = rows.query(
-        "t", "SELECT json_strip_nulls(to_json(t)) || chr(10) AS line FROM t"
-    ).to_arrow_table()
+    query = rows.query("t", "SELECT json_strip_nulls(to_json(t)) || chr(10) AS line FROM t")
+    assert query is not None  # a SELECT always has a result
+    lines = query.to_arrow_table()
     column = lines.column("line").combine_chunks().cast(pa.large_binary())
     if len(column) == 0:
         return b""
