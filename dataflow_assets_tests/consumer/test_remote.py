@@ -17,10 +17,7 @@ from dataflow_assets_tests.consumer.helpers import assert_table_holds, at, event
 from dataflow_assets_tests.servers import (
     FtpServer,
     MotoServer,
-    ServerUnavailable,
     SshdServer,
-    run_sshd,
-    server_unavailable,
 )
 from dataflow_assets_tests.support import Harness, event
 
@@ -116,15 +113,6 @@ def test_ftps_flat_layout_with_a_regeneration(
     assert run("verify", mirror, "--flow", "f")[0] == 0
     assert run("load", mirror, "--flow", "f", "--into", tmp_path / "m.duckdb")[0] == 0
     assert_table_holds(tmp_path / "m.duckdb", flow, ingested)
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    try:
-        with run_sshd(tmp_path_factory.mktemp("sshd")) as server:
-            yield server
-    except ServerUnavailable as exc:
-        server_unavailable(f"sshd: {exc}")
 
 
 def test_sftp_with_a_private_key(
