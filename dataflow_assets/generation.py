@@ -16,7 +16,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,7 +27,7 @@ from dataflow_assets import layout
 from dataflow_assets.destinations.base import Destination
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.formats import PartWriter, part_writer
-from dataflow_assets.formats.base import threads
+from dataflow_assets.formats.base import threads, use_fast_memory_pool
 from dataflow_assets.partitions import parse_partition_key, partition_end, partition_key
 from dataflow_assets.store.window import StagedWindow, WindowQuery, stage_window
 
@@ -135,7 +135,13 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class _PartitionParts:
-    """Writes one partition's rows as parts of at most ``max_rows_per_file`` rows each."""
+    """Writes one partition's rows as parts of at most ``max_rows_per_file`` rows each.
+
+    A generation has one open per partition it is writing (the window streams out of the store
+    slice by slice, partitions interleaved). A finished part is put on the destination by
+    ``uploader`` (one thread, parts in order) when given, while rendering goes on; ``local`` is
+    the stem of the part's local files, one per part (``<local>.<NNN>``).
+    """
 
     def __init__(
         self,
@@ -146,9 +152,11 @@ class _PartitionParts:
         destination: Destination,
         local: Path,
         pool: ThreadPoolExecutor,
+        uploader: ThreadPoolExecutor | None = None,
     ) -> None:
         self.flow, self.staged, self.start = flow, staged, start
         self.destination, self.local, self.pool = destination, local, pool
+        self.uploader = uploader
         self.key = partition_key(start, flow.partitioning)
         self.guid = layout.file_guid(flow.name, generation.id, self.key)
         self.folder = generation.folder(flow)
@@ -156,6 +164,10 @@ class _PartitionParts:
         self.rows = 0
         self.writer: PartWriter | None = None
         self.delivered: list[DeliveredFile] = []
+        self.uploads: list[Future[None]] = []
+
+    def _local_part(self) -> Path:
+        return self.local.with_name(f"{self.local.name}.{self.part:03d}")
 
     def write(self, batch: pa.RecordBatch) -> None:
         offset = 0
@@ -166,13 +178,13 @@ class _PartitionParts:
                 self.rows = 0
                 self.writer = part_writer(
                     self.flow.format,
-                    self.local,
+                    self._local_part(),
                     self.staged.schema,
                     self.pool,
                     self.flow.csv_separator,
                 )
             take = min(batch.num_rows - offset, limit - self.rows)
-            self.writer.write(batch.slice(offset, take))
+            self.writer.write(batch.slice(offset, take) if take < batch.num_rows else batch)
             offset += take
             self.rows += take
             if self.rows == limit:
@@ -184,6 +196,7 @@ class _PartitionParts:
             return
         written = self.writer.close()
         self.writer = None
+        local = self._local_part()
         path = layout.data_file_path(
             self.destination.layout,
             self.folder,
@@ -194,11 +207,23 @@ class _PartitionParts:
             self.part,
             self.flow.extension,
         )
-        self.destination.put_file(self.local, path, sha256=written.sha256)
-        self.local.unlink(missing_ok=True)
+
+        def put() -> None:
+            self.destination.put_file(local, path, sha256=written.sha256)
+            local.unlink(missing_ok=True)
+
+        if self.uploader is None:
+            put()
+        else:
+            self.uploads.append(self.uploader.submit(put))
         self.delivered.append(
             DeliveredFile(path, self.key, self.rows, written.bytes, written.sha256)
         )
+
+    def wait(self) -> None:
+        """Every part put (raises the first upload's error)."""
+        for upload in self.uploads:
+            upload.result()
 
 
 def write_files(
@@ -211,23 +236,35 @@ def write_files(
 ) -> list[DeliveredFile]:
     """Render the staged rows into parts and put each on the destination atomically.
 
-    Partition by partition, rows in insertion order, a new part every ``max_rows_per_file``
-    rows: the same window always gives the same files under the same names.
+    Each partition's rows in insertion order, a new part every ``max_rows_per_file`` rows: the
+    same window always gives the same files under the same names. Rendering and compression run
+    on a thread pool, uploads on their own thread, the next slice's read on another.
     """
-    delivered: list[DeliveredFile] = []
-    done = 0
-    with ThreadPoolExecutor(threads(), thread_name_prefix="render") as pool:
-        for partition in staged.partitions:
-            parts = _PartitionParts(
-                flow, generation, staged, partition.start, destination, workdir / "part.tmp", pool
-            )
-            for batch in staged.batches(partition):
-                parts.write(batch)
-                done += batch.num_rows
-                if progress:
-                    progress("write", done, staged.rows)
-            parts.finish()
-            delivered.extend(parts.delivered)
+    parts: dict[dt.datetime, _PartitionParts] = {}
+    with (
+        ThreadPoolExecutor(threads(), thread_name_prefix="render") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="upload") as uploader,
+    ):
+        reported = 0
+        for start, batch in staged.pieces():
+            writer = parts.get(start)
+            if writer is None:
+                local = workdir / f"part-{int(start.timestamp())}"
+                writer = parts[start] = _PartitionParts(
+                    flow, generation, staged, start, destination, local, pool, uploader
+                )
+            writer.write(batch)
+            if progress and staged.seq_done != reported:
+                reported = staged.seq_done
+                progress("write", reported, staged.seq_total)
+        delivered: list[DeliveredFile] = []
+        for start in sorted(parts):
+            parts[start].finish()
+        for start in sorted(parts):
+            parts[start].wait()
+            delivered.extend(parts[start].delivered)
+    if progress:
+        progress("write", staged.seq_total, staged.seq_total)
     return delivered
 
 
@@ -239,14 +276,13 @@ def run_generation(
     staging_root: Path | None = None,
     progress: Progress | None = None,
 ) -> GenerationResult:
-    """Stage the window out of the store, then write its files. Does not publish the report."""
+    """Stream the window out of the store and write its files. Does not publish the report."""
+    use_fast_memory_pool()
     if staging_root is not None:
         staging_root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"dataflow-{flow.name}-", dir=staging_root))
     try:
         staged = stage_window(db, generation.query(flow), workdir / "stage")
-        if progress:
-            progress("stage", staged.rows, staged.rows)
         files = write_files(flow, generation, staged, destination, workdir, progress)
         return GenerationResult(generation, files, [name for name, _ in staged.columns])
     finally:

@@ -19,15 +19,12 @@ __all__ = ["PartWriter", "WrittenPart", "part_writer"]
 def part_writer(
     fmt: str, path: Path, schema: pa.Schema, pool: ThreadPoolExecutor, csv_separator: str = ","
 ) -> PartWriter:
+    """The writer of one part. Writers on the same ``pool`` share its render backlog."""
     if fmt == "parquet":
-        return ParquetPartWriter(path, schema)
+        return ParquetPartWriter(path, schema, pool)
     if fmt == "csv":
-        render = partial(_csv, separator=csv_separator)
-        return GzipMemberWriter(path, render, pool, gzip_level())
+        render = partial(render_csv, separator=csv_separator)
+        return GzipMemberWriter(path, render, pool, gzip_level("csv"))
     if fmt == "json":
-        return GzipMemberWriter(path, render_ndjson, pool, gzip_level())
+        return GzipMemberWriter(path, render_ndjson, pool, gzip_level("json"))
     raise ValueError(f"unknown format {fmt!r}")
-
-
-def _csv(batch: pa.RecordBatch, header: bool, separator: str) -> bytes:
-    return render_csv(batch, header, separator)

@@ -1,9 +1,16 @@
 """Renderers: turn Arrow record batches into the bytes of one data file (a "part").
 
 A ``PartWriter`` receives the batches of one part in order and writes the file to a local path;
-``close`` returns its size and SHA-256. Gzip formats render and compress slices on a thread pool
-(the codecs release the GIL) and append each slice as its own gzip member, in order: a
-multi-member gzip file is standard gzip (``gzip -d``, DuckDB, pandas, polars read it).
+``close`` returns its size and SHA-256. A generation keeps one open part per partition it is
+writing, and feeds them piece by piece as the window streams out of the store.
+
+Gzip formats gather each part's rows into members of ``MEMBER_ROWS`` rows, render and compress
+each member on a thread pool (the codecs and polars release the GIL) and append the members to
+the file in order: a multi-member gzip file is standard gzip (``gzip -d``, DuckDB, pandas,
+polars read it). Small pieces (late events of an old partition) wait in a buffer until they make
+a member, so they do not become tiny, badly compressed members; every buffer of a pool counts
+against one budget, and the largest buffer is flushed when it is exceeded, which bounds memory
+whatever the number of open parts.
 """
 
 from __future__ import annotations
@@ -11,25 +18,64 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
+import weakref
+import zlib
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 from isal import igzip
 
-#: isal level 1-3; 2 keeps gzip output within ~1.25x of zlib level 6 at ~500 MB/s a thread.
-DEFAULT_GZIP_LEVEL = 2
-SLICE_ROWS = 25_000
+#: Default gzip level per format: the fastest that keeps each file within 1.3x of the size
+#: gzip -6 (DuckDB's COPY) gives, measured in bench/README.md. Levels 0-2 use isal (igzip,
+#: ~0.5-1 GB/s a thread), 3-9 zlib (~100-200 MB/s a thread). NDJSON repeats its keys on every
+#: line, which zlib's lazy matching compresses much better than isal's levels.
+DEFAULT_GZIP_LEVELS = {"csv": 2, "json": 3}
+DEFAULT_GZIP_LEVEL = DEFAULT_GZIP_LEVELS["csv"]
+ISAL_MAX_LEVEL = 2
+#: Rows per gzip member (one render task): ~7 MB of CSV, ~15 MB of NDJSON.
+MEMBER_ROWS = 32_768
+#: Budget of rows waiting in the buffers of a pool's writers (small pieces, row groups).
+BUFFER_BYTES = 192 * 2**20
+
+Rendered: TypeAlias = bytes | bytearray | memoryview
+Rows: TypeAlias = pa.RecordBatch | pa.Table
 
 
-def gzip_level() -> int:
-    level = int(os.environ.get("DATAFLOW_GZIP_LEVEL", DEFAULT_GZIP_LEVEL))
-    if not 0 <= level <= 3:
-        raise ValueError(f"DATAFLOW_GZIP_LEVEL={level}: isal levels are 0-3")
+def gzip_level(fmt: str = "csv") -> int:
+    """``DATAFLOW_GZIP_LEVEL`` (0-9, like gzip's), else the format's default."""
+    raw = os.environ.get("DATAFLOW_GZIP_LEVEL")
+    level = int(raw) if raw else DEFAULT_GZIP_LEVELS.get(fmt, DEFAULT_GZIP_LEVEL)
+    if not 0 <= level <= 9:
+        raise ValueError(f"DATAFLOW_GZIP_LEVEL={level}: gzip levels are 0-9")
     return level
+
+
+def gzip_member(data: Rendered, level: int) -> bytes:
+    """One standard gzip member; ``mtime=0``, so the same rows always give the same bytes."""
+    if level <= ISAL_MAX_LEVEL:
+        return igzip.compress(data, compresslevel=level, mtime=0)
+    # wbits=31: a gzip wrapper (zero mtime, no name), as deterministic as isal's.
+    codec = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return codec.compress(data) + codec.flush()
+
+
+def use_fast_memory_pool() -> None:
+    """Arrow's jemalloc pool (the system's where the wheel has none), unless
+    ``ARROW_DEFAULT_MEMORY_POOL`` chose one. pyarrow's default, mimalloc, cost ~30% more CPU on
+    the export path here, most of it in the kernel (pages released and faulted back)."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pool = pa.system_memory_pool()
+    if pa.default_memory_pool().backend_name != pool.backend_name:
+        pa.set_memory_pool(pool)
 
 
 def threads() -> int:
@@ -50,49 +96,156 @@ class PartWriter(abc.ABC):
     def close(self) -> WrittenPart: ...
 
 
-class GzipMemberWriter(PartWriter):
-    """Renders slices with ``render(batch, first)`` on a pool; writes gzip members in order."""
+class _Buffering(abc.ABC):
+    """A writer that holds rows until it has enough for a unit of output."""
+
+    buffered_bytes: int = 0
+
+    @abc.abstractmethod
+    def flush_buffer(self) -> None: ...
+
+
+class Backlog:
+    """What the writers sharing one pool have in flight: render tasks, in submission order, and
+    buffered rows. Used from one thread (the generation's); the pool runs the tasks."""
+
+    def __init__(self, pool: Executor, max_pending: int, buffer_bytes: int = BUFFER_BYTES) -> None:
+        self.pool = pool
+        self.max_pending = max_pending
+        self.buffer_budget = buffer_bytes
+        self.fifo: deque[tuple[GzipMemberWriter, Future[bytes]]] = deque()
+        self.buffers: dict[_Buffering, int] = {}
+        self.buffered = 0
+
+    def submit(self, writer: GzipMemberWriter, fn: Callable[..., bytes], *args: Any) -> None:
+        self.fifo.append((writer, self.pool.submit(fn, *args)))
+        writer.pending += 1
+        self.drain(self.max_pending)
+
+    def drain(self, keep: int) -> None:
+        """Append finished members to their files, in order; wait while more than ``keep``
+        tasks are pending."""
+        while self.fifo and (len(self.fifo) > keep or self.fifo[0][1].done()):
+            writer, future = self.fifo.popleft()
+            writer.pending -= 1
+            writer.append(future.result())
+
+    def drain_writer(self, writer: GzipMemberWriter) -> None:
+        while writer.pending:
+            self.drain(len(self.fifo) - 1)
+
+    def note(self, writer: _Buffering) -> None:
+        """Account for ``writer``'s buffer; over budget, flush the largest buffers."""
+        self.buffered += writer.buffered_bytes - self.buffers.get(writer, 0)
+        if writer.buffered_bytes:
+            self.buffers[writer] = writer.buffered_bytes
+        else:
+            self.buffers.pop(writer, None)
+        while self.buffered > self.buffer_budget and self.buffers:
+            largest = max(self.buffers, key=self.buffers.__getitem__)
+            largest.flush_buffer()
+
+
+_BACKLOGS: weakref.WeakKeyDictionary[Executor, Backlog] = weakref.WeakKeyDictionary()
+
+
+def backlog_of(pool: Executor) -> Backlog:
+    """The backlog every writer on ``pool`` shares (created on first use)."""
+    backlog = _BACKLOGS.get(pool)
+    if backlog is None:
+        workers = getattr(pool, "_max_workers", threads())
+        backlog = _BACKLOGS[pool] = Backlog(pool, max_pending=4 * workers)
+    return backlog
+
+
+def compact(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` on buffers of its own when it is a small view of a much larger batch (a few
+    late events), so that buffering it does not hold the larger one. Larger views are kept as
+    they are (copying them costs more than they hold); buffers count what they pin."""
+    if batch.get_total_buffer_size() > 8 * batch.nbytes + 4096:
+        return pa.concat_batches([batch])
+    return batch
+
+
+def pinned(batch: pa.RecordBatch) -> int:
+    """Bytes that holding ``batch`` keeps alive (its buffers, shared ones included)."""
+    return batch.get_total_buffer_size()
+
+
+def gather(batches: list[pa.RecordBatch]) -> Rows:
+    return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)
+
+
+class GzipMemberWriter(PartWriter, _Buffering):
+    """Renders members of ``MEMBER_ROWS`` rows with ``render(rows, first)`` on a pool and
+    appends them as gzip members, in order. ``rows`` is a record batch or a table."""
 
     def __init__(
         self,
         path: Path,
-        render: Callable[[pa.RecordBatch, bool], bytes],
-        pool: ThreadPoolExecutor,
+        render: Callable[[Any, bool], Rendered],
+        pool: Executor,
         level: int,
     ) -> None:
-        self.fh = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.path = path
+        path.write_bytes(b"")
         self.render = render
-        self.pool = pool
+        self.backlog = backlog_of(pool)
         self.level = level
         self.sha = hashlib.sha256()
         self.size = 0
         self.first = True
-        self.pending: deque[Future[bytes]] = deque()
-        self.max_pending = 2 * pool._max_workers  # noqa: SLF001 - bound memory to a few slices
+        self.pending = 0
+        self.buffer: list[pa.RecordBatch] = []
+        self.buffered_rows = 0
+        self.buffered_bytes = 0
 
-    def _member(self, batch: pa.RecordBatch, first: bool) -> bytes:
-        # mtime=0: the same rows give the same bytes, so a retried generation is identical.
-        return igzip.compress(self.render(batch, first), compresslevel=self.level, mtime=0)
+    def _member(self, batches: list[pa.RecordBatch], first: bool) -> bytes:
+        return gzip_member(self.render(gather(batches), first), self.level)
 
-    def _drain(self, keep: int) -> None:
-        while len(self.pending) > keep:
-            data = self.pending.popleft().result()
-            self.fh.write(data)
-            self.sha.update(data)
-            self.size += len(data)
+    def append(self, data: bytes) -> None:
+        # Opened per member: a generation may have thousands of parts open (late events).
+        with open(self.path, "ab") as fh:
+            fh.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+
+    def _submit(self, batches: list[pa.RecordBatch]) -> None:
+        self.backlog.submit(self, self._member, batches, self.first)
+        self.first = False
 
     def write(self, batch: pa.RecordBatch) -> None:
-        for offset in range(0, batch.num_rows, SLICE_ROWS):
-            piece = batch.slice(offset, SLICE_ROWS)
-            self.pending.append(self.pool.submit(self._member, piece, self.first))
-            self.first = False
-            self._drain(self.max_pending)
+        if not batch.num_rows:
+            return
+        offset = 0
+        if not self.buffer:
+            # Whole members straight from the batch, no copy.
+            while batch.num_rows - offset >= MEMBER_ROWS:
+                self._submit([batch.slice(offset, MEMBER_ROWS)])
+                offset += MEMBER_ROWS
+        rest = batch.slice(offset) if offset else batch
+        while rest.num_rows:
+            take = min(rest.num_rows, MEMBER_ROWS - self.buffered_rows)
+            piece = compact(rest.slice(0, take))
+            self.buffer.append(piece)
+            self.buffered_rows += take
+            self.buffered_bytes += pinned(piece)
+            rest = rest.slice(take)
+            if self.buffered_rows >= MEMBER_ROWS:
+                self.flush_buffer()
+                continue
+        self.backlog.note(self)
+
+    def flush_buffer(self) -> None:
+        if self.buffer:
+            batches, self.buffer = self.buffer, []
+            self.buffered_rows = self.buffered_bytes = 0
+            self._submit(batches)
+        self.backlog.note(self)
 
     def close(self) -> WrittenPart:
-        try:
-            self._drain(0)
-        finally:
-            self.fh.close()
+        self.flush_buffer()
+        self.backlog.drain_writer(self)
         return WrittenPart(self.size, self.sha.hexdigest())
 
 
@@ -104,6 +257,10 @@ def file_digest(path: Path) -> WrittenPart:
     return WrittenPart(path.stat().st_size, sha.hexdigest())
 
 
+#: ISO 8601 UTC, as SPEC 4 wants: ``2026-01-01T10:00:05Z``, ``…05.123Z``, ``…05.123456Z``.
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
+
+
 def iso_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Timestamp columns as ISO 8601 UTC strings: ``2026-01-01T10:00:05Z``, ``…05.123Z``."""
     import polars as pl
@@ -113,6 +270,6 @@ def iso_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
     frame = pl.from_arrow(pa.Table.from_batches([batch]))
     assert isinstance(frame, pl.DataFrame)
     frame = frame.with_columns(
-        pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")
+        pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.to_string(ISO_FORMAT)
     )
     return frame.to_arrow().to_batches()[0] if frame.height else batch

@@ -8,11 +8,13 @@ import io
 import polars as pl
 import pyarrow as pa
 
-from dataflow_assets.formats.base import iso_timestamps
+from dataflow_assets.formats.base import ISO_FORMAT, Rows
 
 
-def render_csv(batch: pa.RecordBatch, header: bool, separator: str) -> bytes:
-    frame = pl.from_arrow(pa.Table.from_batches([iso_timestamps(batch)]))
+def render_csv(batch: Rows, header: bool, separator: str) -> memoryview:
+    """The rows as CSV text. Polars formats the timestamps (UTC columns) while it writes."""
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     out = io.BytesIO()
     frame.write_csv(
@@ -23,5 +25,6 @@ def render_csv(batch: pa.RecordBatch, header: bool, separator: str) -> bytes:
         quote_style="necessary",
         null_value="",
         line_terminator="\r\n",
+        datetime_format=ISO_FORMAT,
     )
-    return out.getvalue()
+    return out.getbuffer()

@@ -1,29 +1,41 @@
-"""Windowed reads: stage a generation's rows out of the store into local files.
+"""Windowed reads: a generation's rows out of the store, slice by slice, grouped by partition.
 
-A window is ``(from_seq, to_seq]`` on the insertion sequence. Staging reads it in slices of
-insertion sequence, each with its own short read-only connection, so a long export never holds
-the store's lock for more than one slice (ingestion waits at most that long). Each slice is
-sorted by (partition, ingest_seq) and written as one Arrow IPC file per partition touched:
-``<dir>/<partition epoch>/<slice>.arrow``. Rendering then walks partitions in order and, inside a
-partition, rows in insertion order, so the split into parts is a function of the window alone.
+A window is ``(from_seq, to_seq]`` on the insertion sequence. It is read in slices of insertion
+sequence, each with its own short read-only connection, closed as soon as the slice's rows are in
+memory: a long export never holds the store's lock for more than one slice's read (ingestion
+waits at most that long), and no connection is open while files render or upload. A background
+thread reads the next slice while the current one renders, and at most two slices wait in
+memory, so memory stays bounded whatever the window's size.
+
+Within a slice, rows come in insertion order and each record batch is grouped by partition with
+a stable sort, so every partition sees its rows in insertion order, slice after slice: the split
+into parts is a function of the window alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.ipc as ipc
 
 from dataflow_assets.partitions import Granularity, sql_partition_start
 from dataflow_assets.store.schema import PropertyType, connect, property_types, quote
 
-SLICE_SEQ = 250_000
+#: Insertion sequences per slice: one short read-only connection each (~60 MB of rows).
+SLICE_SEQ = 262_144
+#: Rows per Arrow record batch read out of DuckDB (the unit of the partition split).
+BATCH_ROWS = 65_536
+_PARTITION = "_partition"
+_Slice = tuple[int, list[tuple[dt.datetime, pa.RecordBatch]]]  # (slice end, pieces)
+_SEQ = "_seq"
 
 
 @dataclass(frozen=True)
@@ -41,34 +53,143 @@ class WindowQuery:
 
 
 @dataclass
-class StagedPartition:
-    start: dt.datetime
-    rows: int = 0
-    files: list[Path] = field(default_factory=list)
-
-
-@dataclass
 class StagedWindow:
-    """The rows of a window, on local disk, by partition (sorted by partition start)."""
+    """The rows of a window, read lazily slice by slice: ``pieces()`` yields, slice after
+    slice, ``(partition start, record batch)`` pieces, each partition's rows in insertion order.
 
-    folder: Path
+    ``rows`` and ``seq_done`` grow as pieces are read (for progress reports).
+    """
+
+    db: Path
+    query: WindowQuery
     columns: list[tuple[str, PropertyType]]
-    partitions: list[StagedPartition]
-
-    @property
-    def rows(self) -> int:
-        return sum(p.rows for p in self.partitions)
+    types: dict[str, tuple[PropertyType, int]]
+    slice_seq: int = SLICE_SEQ
+    folder: Path | None = None
+    rows: int = 0
+    seq_done: int = 0
+    _partition_starts: dict[int, dt.datetime] = field(default_factory=dict)
 
     @property
     def schema(self) -> pa.Schema:
         return pa.schema([(name, kind.arrow) for name, kind in self.columns])
 
-    def batches(self, partition: StagedPartition) -> Iterator[pa.RecordBatch]:
-        for path in partition.files:
-            with pa.memory_map(str(path)) as source:
-                reader = ipc.open_file(source)
-                for i in range(reader.num_record_batches):
-                    yield reader.get_batch(i)
+    @property
+    def seq_total(self) -> int:
+        return max(0, self.query.to_seq - self.query.from_seq)
+
+    def pieces(self) -> Iterator[tuple[dt.datetime, pa.RecordBatch]]:
+        """Every row of the window once: slices in insertion order, each slice's batches
+        grouped by partition (partition start ascending within a batch)."""
+        slices: queue.Queue[_Slice | BaseException | None] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=self._read_ahead, args=(slices, stop), name="window-reader", daemon=True
+        )
+        reader.start()
+        try:
+            while True:
+                item = slices.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                hi, pieces = item
+                for start, piece in pieces:
+                    self.rows += piece.num_rows
+                    yield start, piece
+                self.seq_done = hi - self.query.from_seq
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    slices.get(timeout=0.05)
+            reader.join()
+
+    def _read_ahead(
+        self, slices: queue.Queue[_Slice | BaseException | None], stop: threading.Event
+    ) -> None:
+        """The reader thread: read each slice (short connection), split it by partition, queue
+        it. The split runs here, beside DuckDB, so the rendering thread only dispatches."""
+
+        def put(item: _Slice | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    slices.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            lo = self.query.from_seq
+            while lo < self.query.to_seq and not stop.is_set():
+                hi = min(lo + self.slice_seq, self.query.to_seq)
+                pieces = [p for batch in self._read_slice(lo, hi) for p in self._split(batch)]
+                if not put((hi, pieces)):
+                    return
+                lo = hi
+            put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    def _read_slice(self, lo: int, hi: int) -> list[pa.RecordBatch]:
+        """The slice's rows, in insertion order, with their partition key (epoch seconds)."""
+        query = self.query
+        select = ", ".join(quote(name) for name, _ in self.columns)
+        bucket = f"epoch({sql_partition_start('hit_time_utc', query.granularity)})::BIGINT"
+        sliced = WindowQuery(**{**query.__dict__, "from_seq": lo, "to_seq": hi})
+        where, params = _where(sliced, self.types)
+        sql = (
+            f"SELECT {select}, {bucket} AS {_PARTITION}, ingest_seq AS {_SEQ} "
+            f"FROM events WHERE {where}"
+        )
+        with connect(self.db, read_only=True) as con:
+            reader = con.sql(sql, params=[lo, hi, *params]).to_arrow_reader(BATCH_ROWS)
+            batches = [b for b in reader if b.num_rows]
+        return _in_insertion_order(batches)
+
+    def _split(self, batch: pa.RecordBatch) -> Iterator[tuple[dt.datetime, pa.RecordBatch]]:
+        keys = batch.column(_PARTITION)
+        data = batch.drop_columns([_PARTITION, _SEQ])
+        if data.schema != self.schema:
+            data = data.cast(self.schema)
+        low, high = pc.min_max(keys).values()
+        if low == high:
+            yield self._start(low.as_py()), data
+            return
+        # A stable sort keeps insertion order inside each partition.
+        order = pc.sort_indices(keys)
+        keys, data = keys.take(order), data.take(order)
+        n = len(keys)
+        changed = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
+        cuts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist()), n]
+        for a, b in itertools.pairwise(cuts):
+            yield self._start(keys[a].as_py()), data.slice(a, b - a)
+
+    def _start(self, epoch: int) -> dt.datetime:
+        start = self._partition_starts.get(epoch)
+        if start is None:
+            start = self._partition_starts[epoch] = dt.datetime.fromtimestamp(epoch, dt.UTC)
+        return start
+
+
+def _in_insertion_order(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """DuckDB returns a table scan in its physical order, which ingestion makes the insertion
+    order; should it ever differ, sort the slice by sequence rather than trust it."""
+    last = None
+    for batch in batches:
+        seq = batch.column(_SEQ)
+        first = seq[0].as_py()
+        ordered = last is None or first > last
+        if ordered and len(seq) > 1:
+            ordered = pc.all(pc.greater(seq.slice(1), seq.slice(0, len(seq) - 1))).as_py()
+        if not ordered:
+            table = pa.Table.from_batches(batches)
+            table = table.take(pc.sort_indices(table.column(_SEQ)))
+            return table.combine_chunks().to_batches(BATCH_ROWS)
+        last = seq[len(seq) - 1].as_py()
+    return batches
 
 
 def window_columns(
@@ -115,57 +236,13 @@ def count_window(
 
 
 def stage_window(
-    db: Path, query: WindowQuery, folder: Path, slice_seq: int = SLICE_SEQ
+    db: Path, query: WindowQuery, folder: Path | None = None, slice_seq: int = SLICE_SEQ
 ) -> StagedWindow:
-    """Copy the window's filtered, selected rows to ``folder`` (see module docstring)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """The window's filtered, selected rows, to be read by ``StagedWindow.pieces()`` (see the
+    module docstring). Fixes the columns now: a property first seen after ``to_seq`` is not in
+    them. ``folder`` is kept for callers that stage beside their work files; nothing is written
+    there any more."""
     with connect(db, read_only=True) as con:
         types = property_types(con)
     columns = window_columns(types, query.to_seq, query.select)
-    schema = pa.schema([(name, kind.arrow) for name, kind in columns])
-    select = ", ".join(quote(name) for name, _ in columns)
-    bucket = f"epoch({sql_partition_start('hit_time_utc', query.granularity)})::BIGINT"
-    partitions: dict[int, StagedPartition] = {}
-    lo, index = query.from_seq, 0
-    while lo < query.to_seq:
-        hi = min(lo + slice_seq, query.to_seq)
-        sliced = WindowQuery(**{**query.__dict__, "from_seq": lo, "to_seq": hi})
-        with connect(db, read_only=True) as con:
-            where, params = _where(sliced, types)
-            table = con.sql(
-                f"SELECT {select}, {bucket} AS _partition FROM events WHERE {where} "
-                "ORDER BY _partition, ingest_seq",
-                params=[lo, hi, *params],
-            ).to_arrow_table()
-        if table.num_rows:
-            _write_slice(table, schema, folder, index, partitions)
-        lo, index = hi, index + 1
-    ordered = [partitions[k] for k in sorted(partitions)]
-    return StagedWindow(folder, columns, ordered)
-
-
-def _write_slice(
-    table: pa.Table,
-    schema: pa.Schema,
-    folder: Path,
-    index: int,
-    partitions: dict[int, StagedPartition],
-) -> None:
-    keys = table.column("_partition").combine_chunks()
-    data = table.drop_columns(["_partition"]).cast(schema)
-    # Rows are sorted by partition: cut at the positions where the key changes.
-    n = len(keys)
-    changed = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-    cuts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist()), n]
-    for a, b in itertools.pairwise(cuts):
-        key = int(keys[a].as_py())
-        part = partitions.get(key)
-        if part is None:
-            start = dt.datetime.fromtimestamp(key, dt.UTC)
-            part = partitions[key] = StagedPartition(start)
-        path = folder / str(key) / f"{index:06d}.arrow"
-        path.parent.mkdir(exist_ok=True)
-        with ipc.new_file(str(path), schema) as writer:
-            writer.write_table(data.slice(a, b - a), max_chunksize=64_000)
-        part.rows += b - a
-        part.files.append(path)
+    return StagedWindow(db, query, columns, types, slice_seq, folder)

@@ -1,0 +1,290 @@
+"""Our export against DuckDB's own ``COPY ... PARTITION_BY``, same data, same run.
+
+For each format, each contender runs in its own child process (so its peak RSS is its own) on
+the same generated store (bench/datagen.py): ``ours`` is ``run_generation`` of the whole store as
+one live generation to a local folder (stage, render, gzip, put); ``copy`` is DuckDB's COPY of
+the same rows (same filters, same columns) partitioned by the same hour, with DuckDB's gzip (CSV,
+NDJSON with nulls omitted via ``json_strip_nulls``) or zstd (Parquet). Events/s counts the
+exported rows; sizes are the files written; ratios are ours / COPY of the medians.
+
+    uv run python bench/export_bench.py                      # 1M events, 3 runs, all formats
+    uv run python bench/export_bench.py --events 5000000
+    uv run python bench/export_bench.py --events 10000000 --contenders ours --runs 1
+    uv run python bench/export_bench.py --events 10000000 --contenders ours --kind regeneration
+    uv run python bench/export_bench.py --formats csv,json --levels 1,2,3   # gzip level trade-off
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    OUT,
+    bench_flow,
+    dir_bytes,
+    ensure_store,
+    median,
+    mib,
+    peak_rss_self,
+    planned_at,
+    run_child,
+    store_window,
+    table,
+)
+
+FORMATS = ("csv", "json", "parquet")
+
+
+# ---------------------------------------------------------------- children
+
+
+def child_ours(db: Path, out: Path, fmt: str, granularity: str, kind: str) -> dict:
+    from dataflow_assets.destinations.local import LocalFolder
+    from dataflow_assets.generation import Generation, run_generation
+    from dataflow_assets.partitions import Granularity, partition_key, partition_start
+    from dataflow_assets.store.window import WindowQuery, count_window
+
+    flow = bench_flow(out, fmt, granularity)
+    lo, hi = store_window(db)
+    if kind == "live":
+        generation = Generation(flow.name, "live", lo, hi, planned_at())
+    else:  # every partition of the first day: a day's regeneration
+        _rows, first, _last = count_window(db, WindowQuery(lo, hi, Granularity.DATE, None))
+        assert first is not None
+        day = partition_start(first, Granularity.DATE)
+        keys = [
+            partition_key(day, flow.partitioning),
+            partition_key(
+                partition_start(day.replace(hour=23, minute=59), flow.partitioning),
+                flow.partitioning,
+            ),
+        ]
+        generation = Generation(flow.name, "regeneration", lo, hi, planned_at(), *keys)
+    t0 = time.perf_counter()
+    result = run_generation(flow, generation, db, LocalFolder(out), OUT / "staging")
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "rows": result.rows,
+        "bytes": result.bytes,
+        "files": len(result.files),
+    }
+
+
+def child_copy(db: Path, out: Path, sql: str) -> dict:
+    import duckdb
+
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(db), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    row = con.execute(sql.replace("$OUT", str(out).replace("'", "''"))).fetchone()
+    con.close()
+    seconds = time.perf_counter() - t0
+    size, files = dir_bytes(out)
+    return {"seconds": seconds, "rows": int(row[0]) if row else -1, "bytes": size, "files": files}
+
+
+# ---------------------------------------------------------------- DuckDB COPY statement
+
+
+def copy_sql(db: Path, fmt: str, granularity: str) -> str:
+    """COPY of the rows and columns ``ours`` exports (the flow's filters), by partition."""
+    from dataflow_assets.partitions import Granularity, sql_partition_start
+    from dataflow_assets.store.schema import connect, property_types, quote
+    from dataflow_assets.store.window import window_columns
+
+    flow = bench_flow(OUT, fmt, granularity)
+    lo, hi = store_window(db)
+    with connect(db, read_only=True) as con:
+        types = property_types(con)
+    columns = ", ".join(quote(c) for c, _ in window_columns(types, hi, flow.properties.selects))
+    part = f"epoch({sql_partition_start('hit_time_utc', Granularity(granularity))})::BIGINT"
+    where = (
+        f"ingest_seq > {lo} AND ingest_seq <= {hi} AND hit_time_utc >= TIMESTAMPTZ "
+        f"'{flow.start_date.isoformat()} 00:00:00+00'"
+    )
+    if "visitor_privacy_consent" in types:
+        where += " AND visitor_privacy_consent IS DISTINCT FROM false"
+    rows = f"SELECT {columns}, {part} AS _partition FROM events WHERE {where}"
+    if fmt == "csv":
+        return (
+            f"COPY ({rows}) TO '$OUT' (FORMAT CSV, HEADER true, COMPRESSION gzip, "
+            "PARTITION_BY (_partition), OVERWRITE true)"
+        )
+    if fmt == "json":
+        # NDJSON with nulls omitted: DuckDB's FORMAT JSON keeps nulls, so each line is rendered by
+        # json_strip_nulls and written raw (no quoting) through the CSV writer.
+        lines = (
+            f"SELECT json_strip_nulls(to_json(e))::VARCHAR AS line, _partition FROM "
+            f"(SELECT {columns}, {part} AS _partition FROM events WHERE {where}) AS e"
+        )
+        # to_json(e) would carry _partition too: select the columns by name instead.
+        names = ", ".join(quote(c) for c, _ in window_columns(types, hi, flow.properties.selects))
+        lines = (
+            f"SELECT json_strip_nulls(to_json(struct_pack({names})))::VARCHAR AS line, "
+            f"_partition FROM ({rows})"
+        )
+        return (
+            f"COPY ({lines}) TO '$OUT' (FORMAT CSV, HEADER false, QUOTE '', ESCAPE '', "
+            "DELIMITER '\x01', COMPRESSION gzip, PARTITION_BY (_partition), OVERWRITE true)"
+        )
+    return (
+        f"COPY ({rows}) TO '$OUT' (FORMAT PARQUET, COMPRESSION zstd, "
+        "PARTITION_BY (_partition), OVERWRITE true)"
+    )
+
+
+# ---------------------------------------------------------------- parent
+
+
+def run_once(
+    args: argparse.Namespace, db: Path, contender: str, fmt: str, level: str | None, sql: str
+) -> dict:
+    out = OUT / f"export-{contender}-{fmt}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    base = [
+        str(Path(__file__)),
+        "--child",
+        contender,
+        "--db",
+        str(db),
+        "--out",
+        str(out),
+        "--format",
+        fmt,
+        "--granularity",
+        args.granularity,
+        "--kind",
+        args.kind,
+    ]
+    env = {"DATAFLOW_GZIP_LEVEL": level} if level else {}
+    if contender == "copy":
+        base += ["--sql", sql]
+    try:
+        res = run_child(base, env)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    row = {**res.data, "peak_rss": res.peak_rss, "rate": res.data["rows"] / res.data["seconds"]}
+    print(
+        f"# {contender:5} {fmt:7} level={level or '-'} {row['rows']:,} rows "
+        f"{row['seconds']:.2f} s {row['rate']:,.0f} ev/s {mib(row['bytes'])} "
+        f"{row['files']} files peak {mib(row['peak_rss'])}",
+        flush=True,
+    )
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--contenders", default="ours,copy")
+    parser.add_argument("--granularity", default="hour")
+    parser.add_argument("--kind", choices=["live", "regeneration"], default="live")
+    parser.add_argument("--levels", default="", help="gzip levels to compare (ours, CSV/NDJSON)")
+    parser.add_argument("--keep-store", action="store_true", help="keep bench/out/*.duckdb")
+    # child mode
+    parser.add_argument("--child", choices=["ours", "copy"])
+    parser.add_argument("--db", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--format", default="csv")
+    parser.add_argument("--sql", default="")
+    args = parser.parse_args()
+
+    if args.child == "ours":
+        data = child_ours(args.db, args.out, args.format, args.granularity, args.kind)
+        print(json.dumps({**data, "peak_rss": peak_rss_self()}))
+        return
+    if args.child == "copy":
+        print(json.dumps({**child_copy(args.db, args.out, args.sql), "peak_rss": peak_rss_self()}))
+        return
+
+    db = ensure_store(args.events)
+    formats = args.formats.split(",")
+    contenders = args.contenders.split(",")
+    levels: list[str | None] = [lv for lv in args.levels.split(",") if lv] or [None]
+    print(
+        f"# {args.events:,} events, {args.granularity} partitions, {args.kind}, {args.runs} runs",
+        flush=True,
+    )
+    results: dict[tuple[str, str, str | None], list[dict]] = {}
+    for _ in range(args.runs):
+        for fmt in formats:
+            sql = copy_sql(db, fmt, args.granularity)
+            for contender in contenders:
+                fmt_levels = levels if contender == "ours" and fmt != "parquet" else [None]
+                for level in fmt_levels:
+                    results.setdefault((contender, fmt, level), []).append(
+                        run_once(args, db, contender, fmt, level, sql)
+                    )
+
+    rows = []
+    for fmt in formats:
+        copy = results.get(("copy", fmt, None))
+        for (contender, f, level), runs in results.items():
+            if f != fmt or contender != "ours":
+                continue
+            rate = median([r["rate"] for r in runs])
+            size = median([r["bytes"] for r in runs])
+            rss = median([r["peak_rss"] for r in runs])
+            line = [
+                f"{fmt}" + (f" (level {level})" if level else ""),
+                f"{rate:,.0f}",
+                mib(size),
+                mib(rss),
+            ]
+            if copy:
+                c_rate = median([r["rate"] for r in copy])
+                c_size = median([r["bytes"] for r in copy])
+                c_rss = median([r["peak_rss"] for r in copy])
+                line += [
+                    f"{c_rate:,.0f}",
+                    mib(c_size),
+                    mib(c_rss),
+                    f"{rate / c_rate:.2f}x",
+                    f"{size / c_size:.2f}x",
+                ]
+            rows.append(line)
+        if (
+            copy
+            and ("ours", fmt, None) not in results
+            and not any(k[0] == "ours" and k[1] == fmt for k in results)
+        ):
+            c = copy
+            rows.append(
+                [
+                    f"{fmt} (COPY only)",
+                    "",
+                    "",
+                    "",
+                    f"{median([r['rate'] for r in c]):,.0f}",
+                    mib(median([r["bytes"] for r in c])),
+                    mib(median([r["peak_rss"] for r in c])),
+                    "",
+                    "",
+                ]
+            )
+    header = ["format", "ours ev/s", "ours size", "ours peak RSS"]
+    if "copy" in contenders:
+        header += ["COPY ev/s", "COPY size", "COPY peak RSS", "speed ours/COPY", "size ours/COPY"]
+        rows = [r + [""] * (len(header) - len(r)) for r in rows]
+    print()
+    print(
+        f"{args.events:,} events, {args.granularity} partitions, {args.kind} generation, "
+        f"median of {args.runs}:"
+    )
+    print(table(header, rows))
+
+
+if __name__ == "__main__":
+    main()

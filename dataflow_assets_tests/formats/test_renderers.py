@@ -1,0 +1,275 @@
+"""The renderers and part writers on their own, read back with independent readers: ``gzip -d``
+(a subprocess), Python's gzip + csv / json, DuckDB, polars and pyarrow."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import math
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dataflow_assets.formats import base as formats_base
+from dataflow_assets.formats import part_writer
+from dataflow_assets.formats.csv import render_csv
+from dataflow_assets.formats.ndjson import render_ndjson
+from dataflow_assets.formats.parquet import ROW_GROUP_ROWS
+
+UTC = dt.UTC
+T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+NASTY = [
+    'say "hi"',
+    "back\\slash",
+    "new\nline",
+    "cr\r\nlf",
+    "tab\there",
+    "bell\x07",
+    "nul\x00byte",
+    "semi;colon,comma|pipe",
+    "unicode é ü 漢字 🚀",
+    "line\u2028sep",
+    "",
+]
+
+SCHEMA = pa.schema(
+    [
+        ("hit_time_utc", pa.timestamp("us", tz="UTC")),
+        ("event_id", pa.int64()),
+        ("site_id", pa.int64()),
+        ("flag", pa.bool_()),
+        ("label", pa.string()),
+        ("price", pa.float64()),
+        ("qty", pa.int64()),
+        ("seen_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    out = []
+    for i in range(start, start + n):
+        out.append(
+            {
+                "hit_time_utc": T0
+                + dt.timedelta(seconds=i, microseconds=(0, 123000, 456789)[i % 3]),
+                "event_id": 10**12 + i,
+                "site_id": 1 + i % 3,
+                "flag": None if i % 7 == 0 else bool(i % 2),
+                "label": None if i % 5 == 0 else NASTY[i % len(NASTY)] + str(i),
+                "price": None if i % 4 == 0 else i / 8,
+                "qty": None if i % 3 == 0 else -i,
+                "seen_at": None if i % 2 else T0 + dt.timedelta(minutes=i),
+            }
+        )
+    return out
+
+
+def batch_of(data: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist(data, schema=schema)
+
+
+def ndjson_lines(text: str) -> list[str]:
+    """NDJSON lines: split on "\n" only (str.splitlines also splits on U+2028, which JSON
+    strings may hold raw)."""
+    assert text.endswith("\n") or not text
+    return text.split("\n")[:-1]
+
+
+def iso(ts: dt.datetime) -> str:
+    text = ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if ts.microsecond % 1000:
+        text += f".{ts.microsecond:06d}"
+    elif ts.microsecond:
+        text += f".{ts.microsecond // 1000:03d}"
+    return text + "Z"
+
+
+def as_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in row.items() if v is not None}
+
+
+# ---------------------------------------------------------------- NDJSON
+
+
+def test_ndjson_omits_nulls_escapes_strings_and_keeps_column_and_row_order() -> None:
+    data = rows(200)
+    text = bytes(render_ndjson(batch_of(data))).decode("utf-8")
+    assert text.endswith("\n") and "\n\n" not in text
+    lines = text.split("\n")[:-1]
+    assert len(lines) == len(data)
+    for line, row in zip(lines, data, strict=True):
+        got = json.loads(line)
+        assert got == as_json(row)
+        assert list(got) == [k for k in SCHEMA.names if row[k] is not None]
+        assert "null" not in line.replace("nul\\u0000byte", "")
+
+
+def test_ndjson_with_a_nullable_first_column_and_all_null_rows() -> None:
+    schema = pa.schema([("label", pa.string()), ("qty", pa.int64())])
+    data = [
+        {"label": None, "qty": 1},
+        {"label": "a", "qty": None},
+        {"label": None, "qty": None},
+        {"label": 'q"', "qty": 2},
+    ]
+    lines = ndjson_lines(bytes(render_ndjson(batch_of(data, schema))).decode())
+    assert [json.loads(x) for x in lines] == [
+        {"qty": 1},
+        {"label": "a"},
+        {},
+        {"label": 'q"', "qty": 2},
+    ]
+
+
+def test_ndjson_floats_stay_json_numbers() -> None:
+    schema = pa.schema([("event_id", pa.int64()), ("x", pa.float64())])
+    values = [0.1, 3.0, 1e20, 1.5e-7, -2.5, 123456789.125]
+    data = [{"event_id": i, "x": v} for i, v in enumerate(values)]
+    lines = ndjson_lines(bytes(render_ndjson(batch_of(data, schema))).decode())
+    assert [json.loads(x)["x"] for x in lines] == values
+    assert all(isinstance(json.loads(x)["x"], float) for x in lines)
+    odd = [{"event_id": 0, "x": math.nan}, {"event_id": 1, "x": math.inf}]
+    parsed = [
+        json.loads(x) for x in ndjson_lines(bytes(render_ndjson(batch_of(odd, schema))).decode())
+    ]
+    assert math.isnan(parsed[0]["x"]) and parsed[1]["x"] == math.inf
+
+
+def test_ndjson_of_a_table_of_several_batches() -> None:
+    data = rows(90)
+    table = pa.Table.from_batches([batch_of(data[:30]), batch_of(data[30:31]), batch_of(data[31:])])
+    lines = ndjson_lines(bytes(render_ndjson(table)).decode())
+    assert [json.loads(x) for x in lines] == [as_json(r) for r in data]
+
+
+# ---------------------------------------------------------------- CSV
+
+
+@pytest.mark.parametrize("separator", [",", ";", "|", "\t"])
+def test_csv_quotes_what_it_must_and_writes_iso_timestamps(separator: str) -> None:
+    data = rows(120)
+    text = bytes(render_csv(batch_of(data), True, separator)).decode("utf-8")
+    parsed = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=separator))
+    assert len(parsed) == len(data)
+    for got, row in zip(parsed, data, strict=True):
+        assert got["hit_time_utc"] == iso(row["hit_time_utc"])
+        assert got["label"] == (row["label"] or "")
+        assert got["seen_at"] == (iso(row["seen_at"]) if row["seen_at"] else "")
+        assert got["qty"] == ("" if row["qty"] is None else str(row["qty"]))
+    assert bytes(render_csv(batch_of(data), False, separator)).decode().count("hit_time_utc") == 0
+
+
+# ---------------------------------------------------------------- gzip parts
+
+
+def _write_part(fmt: str, path: Path, pieces: list[pa.RecordBatch]) -> Any:
+    with ThreadPoolExecutor(2) as pool:
+        writer = part_writer(fmt, path, SCHEMA, pool, ";")
+        for piece in pieces:
+            writer.write(piece)
+        return writer.close()
+
+
+def _pieces(data: list[dict[str, Any]], sizes: list[int]) -> list[pa.RecordBatch]:
+    out, at = [], 0
+    for size in sizes:
+        out.append(batch_of(data[at : at + size]))
+        at += size
+    assert at == len(data)
+    return out
+
+
+@pytest.mark.parametrize("level", ["1", "2", "3", "6"])
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_multi_member_gzip_parts_read_back_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, level: str
+) -> None:
+    monkeypatch.setenv("DATAFLOW_GZIP_LEVEL", level)
+    monkeypatch.setattr(formats_base, "MEMBER_ROWS", 64)
+    data = rows(700)
+    path = tmp_path / f"part.{fmt}.gz"
+    written = _write_part(fmt, path, _pieces(data, [1, 2, 300, 5, 64, 128, 200]))
+    raw = path.read_bytes()
+    assert written.bytes == len(raw)
+    assert raw.count(b"\x1f\x8b\x08") >= 700 // 64  # several members
+    # gzip -d (a subprocess) and Python's gzip agree.
+    text = subprocess.run(["gzip", "-dc", str(path)], check=True, capture_output=True).stdout
+    assert text == gzip.decompress(raw)
+    if fmt == "json":
+        got = [json.loads(x) for x in ndjson_lines(text.decode())]
+        assert got == [as_json(r) for r in data]
+        frame = pl.read_ndjson(io.BytesIO(text))
+        assert frame.height == len(data)
+        count = duckdb.sql(f"SELECT count(*) FROM read_json('{path}', format='newline_delimited')")
+    else:
+        got_csv = list(csv.DictReader(io.StringIO(text.decode(), newline=""), delimiter=";"))
+        assert [r["event_id"] for r in got_csv] == [str(r["event_id"]) for r in data]
+        assert text.decode().count("hit_time_utc") == 1  # one header, first member only
+        frame = pl.read_csv(path, separator=";")
+        assert frame["event_id"].to_list() == [r["event_id"] for r in data]
+        count = duckdb.sql(f"SELECT count(*) FROM read_csv('{path}', delim=';', header=true)")
+    row = count.fetchall()[0]
+    assert row is not None and row[0] == len(data)
+
+
+def test_same_rows_give_the_same_bytes(tmp_path: Path) -> None:
+    data = rows(300)
+    a = _write_part("json", tmp_path / "a.json.gz", _pieces(data, [100, 200]))
+    b = _write_part("json", tmp_path / "b.json.gz", _pieces(data, [100, 200]))
+    assert a == b
+
+
+def test_many_parts_share_a_bounded_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interleaved small pieces to many parts (late events): each file complete and in order,
+    whatever buffer flushes the budget forces."""
+    monkeypatch.setattr(formats_base, "BUFFER_BYTES", 2000)
+    data = rows(600)
+    with ThreadPoolExecutor(2) as pool:
+        backlog = formats_base.backlog_of(pool)
+        backlog.buffer_budget = 2000
+        writers = [
+            part_writer("csv", tmp_path / f"p{i}.csv.gz", SCHEMA, pool, ",") for i in range(25)
+        ]
+        for i in range(0, 600, 3):
+            writers[(i // 3) % 25].write(batch_of(data[i : i + 3]))
+        assert backlog.buffered <= 2000 + 3 * 500
+        for w in writers:
+            w.close()
+    for i in range(25):
+        text = gzip.decompress((tmp_path / f"p{i}.csv.gz").read_bytes()).decode()
+        ids = [int(r["event_id"]) for r in csv.DictReader(io.StringIO(text, newline=""))]
+        want = [r["event_id"] for j in range(i * 3, 600, 75) for r in data[j : j + 3]]
+        assert ids == want
+
+
+# ---------------------------------------------------------------- Parquet
+
+
+def test_parquet_parts_gather_row_groups_and_read_back_everywhere(tmp_path: Path) -> None:
+    data = rows(ROW_GROUP_ROWS // 50)
+    big = pa.Table.from_batches([batch_of(data)] * 60).to_batches()
+    path = tmp_path / "part.parquet"
+    pieces = [b.slice(0, 7) for b in big[:3]] + big
+    _write_part("parquet", path, pieces)
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_rows == sum(p.num_rows for p in pieces)
+    assert meta.num_row_groups == -(-meta.num_rows // ROW_GROUP_ROWS)
+    table = pq.read_table(path)
+    assert table.schema.field("hit_time_utc").type == pa.timestamp("us", tz="UTC")
+    expected = pa.Table.from_batches(pieces)
+    assert table.column("event_id").to_pylist() == expected.column("event_id").to_pylist()
+    assert table.column("label").to_pylist() == expected.column("label").to_pylist()
+    assert pl.read_parquet(path).height == meta.num_rows
+    row = duckdb.sql(f"SELECT count(*), count(DISTINCT event_id) FROM '{path}'").fetchall()[0]
+    assert row == (meta.num_rows, len(data))
