@@ -37,13 +37,18 @@ from dataflow_assets.store.schema import (
     quote,
 )
 
-KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# Matched with fullmatch (``$`` alone would accept a trailing newline) on ASCII digits only.
+KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
+#: Column names of the store's own: a property may not take them.
+RESERVED_KEYS = frozenset({"ingest_seq"})
 ISO_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?$"
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?", re.ASCII
 )
-ISO_ZONED = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$")
-INT_TEXT = re.compile(r"^[+-]?\d+$")
-FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+ISO_ZONED = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})", re.ASCII
+)
+INT_TEXT = re.compile(r"[+-]?\d+", re.ASCII)
+FLOAT_TEXT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?", re.ASCII)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 CHUNK_ROWS = 50_000
 
@@ -194,14 +199,23 @@ class _CsvText(str):
 
 
 def parse_timestamp(value: Any) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-    if isinstance(value, str) and ISO_DATETIME.match(value.strip()):
-        text = value.strip().replace(" ", "T", 1)
-        # Python 3.11 parses at most microseconds; cut finer digits.
-        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-        parsed = dt.datetime.fromisoformat(text)
-        return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    try:
+        if isinstance(value, dt.datetime):
+            return (
+                value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+            )
+        if isinstance(value, str) and ISO_DATETIME.fullmatch(value.strip()):
+            text = value.strip().replace(" ", "T", 1)
+            # Python 3.11 parses at most microseconds; cut finer digits.
+            text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+            parsed = dt.datetime.fromisoformat(text)
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=dt.UTC)
+            return parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError) as exc:
+        # ISO-shaped but no such instant (February 30th, hour 25, year 0, past year 9999 in
+        # UTC): a bad row, not the end of the file.
+        raise BadRow(f"not a valid timestamp: {value!r} ({exc})"[:200]) from None
     raise BadRow(f"not an ISO 8601 timestamp: {value!r}"[:200])
 
 
@@ -209,11 +223,11 @@ def _infer(value: Any) -> PropertyType:
     if isinstance(value, _CsvText):
         if value in ("true", "false"):
             return PropertyType.BOOLEAN
-        if INT_TEXT.match(value):
+        if INT_TEXT.fullmatch(value):
             return PropertyType.INTEGER
-        if FLOAT_TEXT.match(value):
+        if FLOAT_TEXT.fullmatch(value):
             return PropertyType.DECIMAL
-        if ISO_ZONED.match(value):
+        if ISO_ZONED.fullmatch(value):
             return PropertyType.TIMESTAMP
         return PropertyType.STRING
     if isinstance(value, bool):
@@ -225,7 +239,7 @@ def _infer(value: Any) -> PropertyType:
     if isinstance(value, dt.datetime):
         return PropertyType.TIMESTAMP
     if isinstance(value, str):
-        return PropertyType.TIMESTAMP if ISO_ZONED.match(value) else PropertyType.STRING
+        return PropertyType.TIMESTAMP if ISO_ZONED.fullmatch(value) else PropertyType.STRING
     raise BadRow(f"unsupported value of type {type(value).__name__}")
 
 
@@ -241,11 +255,11 @@ def coerce(key: str, value: Any, kind: PropertyType) -> Any:
                 return text == "true"
             raise clash
         if kind is PropertyType.INTEGER:
-            if INT_TEXT.match(text):
+            if INT_TEXT.fullmatch(text):
                 return _int64(key, int(text))
             raise clash
         if kind is PropertyType.DECIMAL:
-            if FLOAT_TEXT.match(text):
+            if FLOAT_TEXT.fullmatch(text):
                 return _finite(key, float(text))
             raise clash
         return _timestamp(key, text)
@@ -304,8 +318,10 @@ class _Typer:
             raise BadRow("a row must be a JSON object")
         out: dict[str, Any] = {}
         for key, value in record.items():
-            if not isinstance(key, str) or not KEY.match(key):
+            if not isinstance(key, str) or not KEY.fullmatch(key):
                 raise BadRow(f"bad key {key!r}: keys match ^[a-z][a-z0-9_]{{0,39}}$"[:200])
+            if key in RESERVED_KEYS:
+                raise BadRow(f"bad key {key!r}: reserved by the event store")
             if value is None:
                 continue
             if isinstance(value, dict | list):
