@@ -84,10 +84,16 @@ def run_plan(
 
 
 def run_error(run: dg.ExecuteInProcessResult) -> str:
-    """The root cause of a failed in-process run, as one message."""
+    """Why a failed in-process run failed, as one message: the error our code raised.
+
+    Dagster wraps it ("Error occurred while executing op ..."): unwrap Dagster's own errors, and
+    stop at the first of ours. Going further down the chain would show a library's raw exception
+    instead of the message written for people (a DestinationError names the destination, the
+    action, the attempts made and is scrubbed of secrets; the exception it chains to is not).
+    """
     failure = next((e for e in run.all_events if e.is_step_failure), None)
     err = failure.step_failure_data.error if failure is not None else None
-    while err is not None and err.cause is not None:
+    while err is not None and err.cause is not None and (err.cls_name or "").startswith("Dagster"):
         err = err.cause
     return err.message.strip() if err is not None else "the run failed"
 
