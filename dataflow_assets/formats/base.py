@@ -25,16 +25,24 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeAlias
 
 import pyarrow as pa
 from isal import igzip
 
+gzip_ng: ModuleType | None
+try:  # zlib-ng: zlib's format and levels at ~2x its speed (bench/README.md); optional
+    from zlib_ng import gzip_ng
+except ImportError:  # pragma: no cover - stdlib zlib, same bytes format, slower
+    gzip_ng = None
+
 #: Default gzip level per format: the fastest that keeps each file within 1.3x of the size
-#: gzip -6 (DuckDB's COPY) gives, measured in bench/README.md. Levels 0-2 use isal (igzip,
-#: ~0.5-1 GB/s a thread), 3-9 zlib (~100-200 MB/s a thread). NDJSON repeats its keys on every
-#: line, which zlib's lazy matching compresses much better than isal's levels.
-DEFAULT_GZIP_LEVELS = {"csv": 2, "json": 3}
+#: DuckDB's COPY gives, measured in bench/README.md. Levels 0-2 use isal (igzip, ~0.6-0.9 GB/s
+#: a thread), 3-9 zlib-ng when installed (~280 MB/s a thread at 4), else stdlib zlib (~180).
+#: NDJSON repeats its keys on every line, which zlib's lazy matching compresses far better than
+#: isal's levels (isal 3: 1.42x COPY's size on NDJSON; zlib-ng 4: 1.16x).
+DEFAULT_GZIP_LEVELS = {"csv": 2, "json": 4}
 DEFAULT_GZIP_LEVEL = DEFAULT_GZIP_LEVELS["csv"]
 ISAL_MAX_LEVEL = 2
 #: Rows per gzip member (one render task): ~7 MB of CSV, ~15 MB of NDJSON.
@@ -59,6 +67,8 @@ def gzip_member(data: Rendered, level: int) -> bytes:
     """One standard gzip member; ``mtime=0``, so the same rows always give the same bytes."""
     if level <= ISAL_MAX_LEVEL:
         return igzip.compress(data, compresslevel=level, mtime=0)
+    if gzip_ng is not None:
+        return gzip_ng.compress(data, compresslevel=level, mtime=0)
     # wbits=31: a gzip wrapper (zero mtime, no name), as deterministic as isal's.
     codec = zlib.compressobj(level, zlib.DEFLATED, 31)
     return codec.compress(data) + codec.flush()
