@@ -51,8 +51,19 @@ class Delivered:
     report: str | None
 
 
+#: Live reports the watermark looks back over. The newest is the watermark, unless an older
+#: generation ran again after it (a UI re-execution of an old generation run, a schedule tick
+#: racing ``dataflow export``): such a replay rewrites its old window under the same names and
+#: must not move the watermark back, or the next generation would export every later window
+#: again (duplicates) and a regeneration would be pinned too low.
+LOOKBACK_REPORTS = 100
+
+
 def delivered(instance: dg.DagsterInstance, flow: FlowSpec) -> Delivered:
-    """The flow's delivered watermark (0 when nothing was ever reported)."""
+    """The flow's delivered watermark (0 when nothing was ever reported): the live report with
+    the highest ``window_to`` among the latest ``LOOKBACK_REPORTS``."""
+    best: Delivered | None = None
+    seen = 0
     cursor = None
     for _ in range(20):
         result = instance.fetch_materializations(report_key(flow), limit=50, cursor=cursor)
@@ -62,15 +73,20 @@ def delivered(instance: dg.DagsterInstance, flow: FlowSpec) -> Delivered:
                 continue  # a regeneration run that also selected the report asset
             md = mat.metadata
             planned = md.get("planned_at")
-            return Delivered(
+            candidate = Delivered(
                 to_seq=int(md["window_to"].value),  # type: ignore[arg-type]
                 planned_at=dt.datetime.fromisoformat(str(planned.value)) if planned else None,
                 report=str(md["report"].value) if "report" in md else None,
             )
+            if best is None or candidate.to_seq > best.to_seq:
+                best = candidate
+            seen += 1
+            if seen >= LOOKBACK_REPORTS:
+                return best
         if not result.has_more:
             break
         cursor = result.cursor
-    return Delivered(0, None, None)
+    return best or Delivered(0, None, None)
 
 
 def _pid_alive(pid: int) -> bool:
