@@ -1,0 +1,70 @@
+"""Fixtures of the fault tests: a temporary deployment, and real servers of their own (started
+once per session; with CI=true a server that cannot start fails the test instead of skipping)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dataflow_assets_tests.faults.deployment import Deployment, make_deployment
+from dataflow_assets_tests.servers import (
+    FtpServer,
+    MotoServer,
+    ServerUnavailable,
+    SshdServer,
+    run_ftpd,
+    run_moto,
+    run_sshd,
+    server_unavailable,
+)
+
+ENV = ("DAGSTER_HOME", "DATAFLOW_EVENTS_DB", "DATAFLOW_FLOWS_DIR", "DATAFLOW_STAGING_DIR")
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    """A fresh deployment; this process's environment is its environment."""
+    d = make_deployment(tmp_path)
+    env = d.env()
+    for name in ENV:
+        monkeypatch.setenv(name, env[name])
+    return d
+
+
+@pytest.fixture(scope="session")
+def fault_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+    try:
+        with run_sshd(tmp_path_factory.mktemp("fault-sshd")) as server:
+            yield server
+    except ServerUnavailable as exc:
+        server_unavailable(f"sshd: {exc}")
+
+
+@pytest.fixture(scope="session")
+def fault_moto() -> Iterator[MotoServer]:
+    try:
+        with run_moto() as server:
+            yield server
+    except ServerUnavailable as exc:
+        server_unavailable(f"moto: {exc}")
+
+
+@pytest.fixture
+def s3(fault_moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The S3 server, with this test's AWS environment holding its fake credentials only."""
+    for name in fault_moto.unset_env:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in fault_moto.env.items():
+        monkeypatch.setenv(name, value)
+    return fault_moto
+
+
+@pytest.fixture(scope="session")
+def fault_ftps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
+    try:
+        with run_ftpd(tmp_path_factory.mktemp("fault-ftpd"), tls=True) as server:
+            yield server
+    except ServerUnavailable as exc:
+        server_unavailable(f"ftpd: {exc}")

@@ -1,0 +1,35 @@
+"""``dataflow ARGS...`` with test-sized destination retries (3 attempts, 50-200 ms apart, 2 s
+timeouts): ``python -m dataflow_assets_tests.faults.quickcli export ...``. The production policy
+only differs in time; tests that go through many retried failures use this to stay fast."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from dataflow_assets.destinations.retry import RetryPolicy
+
+FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, deadline=30.0)
+TIMEOUT = 2.0
+
+
+def install() -> None:
+    import dataflow_assets.assets as assets
+
+    build = assets.destination_for
+
+    def destination_for(flow: Any) -> Any:
+        destination: Any = build(flow)
+        destination.retry = FAST
+        if hasattr(destination, "timeout"):
+            destination.timeout = TIMEOUT
+        return destination
+
+    assets.destination_for = destination_for
+
+
+if __name__ == "__main__":
+    install()
+    from dataflow_assets.cli import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,226 @@
+"""kill -9 at every stage of a live generation, then recovery by the next ``dataflow export``
+(or the next schedule tick): every event delivered exactly once, every reported file whole, and
+unreported leftovers the only trace of the crash (SPEC 6).
+
+The generation runs in a child process (``crashpoint``) that SIGKILLs itself at the chosen point:
+no exception handler, no ``finally``, no Dagster failure event. The Dagster run stays "started";
+the next planner finds its process dead through the run's ``dataflow/pid`` tag, marks it failed
+and retries the same window under the same names.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dataflow_assets import tags
+from dataflow_assets.definitions import build_definitions
+from dataflow_assets.flow import FlowSpec, load_flows
+from dataflow_assets.planner import process_tags
+from dataflow_assets.resources import EventStore
+from dataflow_assets.schedules import job_name
+from dataflow_assets.store.schema import connect
+from dataflow_assets_tests.faults.checks import Audit, audit, flow_dir
+from dataflow_assets_tests.faults.deployment import Deployment
+from dataflow_assets_tests.faults.events import traffic
+from dataflow_assets_tests.servers import MotoServer, SshdServer
+
+pytestmark = pytest.mark.timeout(240)
+
+PASSWORD_ENV = "DATAFLOW_FAULTS_SFTP_PASSWORD"
+FIRST, LATER = 300, 40
+
+#: (stage, k): where the child dies (see crashpoint); the window has 12 partitions, ~19 files.
+STAGES = [
+    ("staging", 3),  # holding the store's read lock, 1 of 6 slices staged
+    ("files", 5),  # 5 files written, the 6th half-copied to its temporary name
+    ("files_done", 0),  # every file written, no manifest
+    ("manifest", 0),  # manifest written, no report
+    ("report", 0),  # report written, watermark not recorded
+    ("success", 0),  # watermark recorded, run success not recorded
+]
+
+
+def export_until_idle(d: Deployment, flow: str) -> list[str]:
+    """``dataflow export FLOW`` until it has nothing new; every call must succeed."""
+    outputs = []
+    for _ in range(4):
+        result = d.cli("export", flow)
+        assert result.code == 0, result.text
+        outputs.append(result.out)
+        if "nothing to export" in result.out:
+            return outputs
+    raise AssertionError(f"still exporting after 4 runs: {outputs}")
+
+
+def snapshot(root: Path, files: list[str]) -> dict[str, bytes]:
+    return {rel: (root / rel).read_bytes() for rel in files}
+
+
+def check_recovered(
+    d: Deployment, root: Path, flow: FlowSpec, stage: str, before: dict[str, bytes]
+) -> Audit:
+    result = audit(root, flow, d.events)
+    assert result.windows == [(0, FIRST), (FIRST, FIRST + LATER)], result.windows
+    runs = d.generation_runs(flow.name)
+    crashed = runs[0]
+    assert crashed.status is dg.DagsterRunStatus.FAILURE  # reaped: its process was dead
+    if stage != "success":
+        # The window was retried as itself: same generation, same planned-at, same names.
+        retry = runs[1]
+        assert retry.status is dg.DagsterRunStatus.SUCCESS
+        for key in (tags.GENERATION, tags.WINDOW_FROM, tags.WINDOW_TO, tags.PLANNED_AT):
+            assert retry.tags[key] == crashed.tags[key]
+    assert [r.status for r in runs[1:]] == [dg.DagsterRunStatus.SUCCESS] * (len(runs) - 1)
+    # Files a report listed before the crash were rewritten byte for byte (SPEC 6: delivered
+    # files are never modified).
+    assert snapshot(root, list(before)) == before
+    return result
+
+
+@pytest.mark.parametrize(("stage", "k"), STAGES)
+def test_kill_9_at_every_stage_then_dataflow_export_recovers(
+    deployment: Deployment, stage: str, k: int
+) -> None:
+    d = deployment
+    d.ingest(traffic(FIRST))
+    flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
+    d.crash(stage, k, "export", "crashy")
+
+    reported = audit_after_crash(d.out, flow, stage)
+    before = snapshot(d.out, reported)
+    # The dead process holds no lock: ingestion goes through at once; its events wait for the
+    # next generation.
+    started = time.monotonic()
+    d.ingest(traffic(LATER, first=1001))
+    assert time.monotonic() - started < 5
+    export_until_idle(d, "crashy")
+
+    result = check_recovered(d, d.out, flow, stage, before)
+    if stage == "files":
+        # The half-copied temporary of the dead process: hidden, never reported.
+        assert len(result.leftovers) == 1 and result.leftovers[0].endswith(".tmp")
+        assert Path(result.leftovers[0]).name.startswith(".data_")
+    else:
+        assert result.leftovers == []
+
+
+def audit_after_crash(root: Path, flow: FlowSpec, stage: str) -> list[str]:
+    """Right after the crash: a report exists only if the crash came after it."""
+    base = flow_dir(root, flow)
+    reports = sorted(base.glob("*_delivery.report")) if base.exists() else []
+    if stage in ("report", "success"):
+        assert len(reports) == 1
+        return reports[0].read_text().splitlines()
+    assert reports == []
+    if stage == "manifest":
+        assert len(list(base.glob("*_delivery.manifest.json"))) == 1
+    return []
+
+
+def test_the_store_is_not_locked_by_a_process_killed_while_reading_it(
+    deployment: Deployment,
+) -> None:
+    """Killed while holding a read-only connection: the OS drops DuckDB's file lock with the
+    process, so a writer gets in at once (no stale lock file to clean up)."""
+    d = deployment
+    d.ingest(traffic(FIRST))
+    d.write_flow("crashy", partitioning="hour")
+    d.crash("staging", 3, "export", "crashy")
+    started = time.monotonic()
+    with connect(d.db, read_only=False, timeout_s=2) as con:
+        con.execute("SELECT 1")
+    assert time.monotonic() - started < 1
+
+
+def test_the_next_schedule_tick_recovers_a_killed_generation(deployment: Deployment) -> None:
+    """The schedule's tick, not ``dataflow export``, finds the dead run and retries its window."""
+    d = deployment
+    d.ingest(traffic(FIRST))
+    flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
+    d.crash("files", 5, "export", "crashy")
+    d.ingest(traffic(LATER, first=1001))
+    defs = build_definitions(load_flows(), d.db)
+    schedule = defs.resolve_schedule_def("crashy_schedule")
+    job = defs.resolve_job_def(job_name(flow))
+    with d.instance() as instance:
+        for _ in range(3):
+            with dg.build_schedule_context(
+                instance=instance, resources={"store": EventStore(db_path=str(d.db))}
+            ) as context:
+                tick = schedule.evaluate_tick(context)
+            if not tick.run_requests:
+                break
+            request = tick.run_requests[0]
+            # What the daemon does with the request, minus the process boundary.
+            run = job.execute_in_process(
+                instance=instance, tags={**request.tags, **process_tags()}, raise_on_error=False
+            )
+            assert run.success
+    result = check_recovered(d, d.out, flow, "files", {})
+    assert len(result.leftovers) == 1
+
+
+@pytest.fixture
+def sftp_folder(fault_sshd: SshdServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(PASSWORD_ENV, fault_sshd.password)
+    folder = f"crash-{uuid.uuid4().hex[:8]}"
+    fault_sshd.make_folder(folder)
+    return folder
+
+
+def test_kill_9_mid_upload_to_sftp_then_recovery(
+    deployment: Deployment, fault_sshd: SshdServer, sftp_folder: str
+) -> None:
+    """On a real sshd: killed half-way through the 3rd upload (after 2 of ~8 files)."""
+    d = deployment
+    d.ingest(traffic(FIRST, payload=1000))
+    flow = d.write_flow(
+        "crashy",
+        partitioning="hour",
+        max_rows_per_file=40,
+        destination=fault_sshd.flow_destination(sftp_folder, password_env=PASSWORD_ENV),
+    )
+    d.crash("files", 2, "export", "crashy", **{PASSWORD_ENV: fault_sshd.password})
+    partial = [p for p in (fault_sshd.root_dir / sftp_folder).iterdir() if p.suffix == ".tmp"]
+    assert len(partial) == 1  # the upload in flight when the process died
+    assert not list((fault_sshd.root_dir / sftp_folder).glob("*_delivery.*"))
+    d.ingest(traffic(LATER, first=1001, payload=1000))
+    export_until_idle(d, "crashy")
+    result = check_recovered(d, fault_sshd.root_dir, flow, "files", {})
+    assert [Path(p).name for p in result.leftovers] == [partial[0].name]
+
+
+def mirror(server: MotoServer, bucket: str, into: Path) -> Path:
+    client = server.client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            target = into / obj["Key"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+    return into
+
+
+def test_kill_9_on_s3_then_recovery(deployment: Deployment, s3: MotoServer, tmp_path: Path) -> None:
+    """On S3 (moto): killed after 4 uploads, before the 5th."""
+    stage, k = "files", 4
+    d = deployment
+    bucket = f"crash-{uuid.uuid4().hex[:10]}"
+    s3.client().create_bucket(Bucket=bucket)
+    d.ingest(traffic(FIRST))
+    flow = d.write_flow(
+        "crashy",
+        partitioning="quarter_hour",
+        max_rows_per_file=25,
+        destination=s3.flow_destination(bucket, folder="exports"),
+    )
+    d.crash(stage, k, "export", "crashy")
+    d.ingest(traffic(LATER, first=1001))
+    export_until_idle(d, "crashy")
+    root = mirror(s3, bucket, tmp_path / "mirror")
+    result = check_recovered(d, root, flow, stage, {})
+    assert result.leftovers == []  # an interrupted S3 upload leaves no object
