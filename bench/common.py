@@ -133,3 +133,68 @@ def dir_bytes(path: Path) -> tuple[int, int]:
 
 def planned_at() -> dt.datetime:
     return dt.datetime(2026, 3, 3, 12, 0, tzinfo=dt.UTC)
+
+
+@dataclass
+class DagsterHarness:
+    """A temporary DAGSTER_HOME (the project's dagster.yaml), a flow and its definitions, and
+    ``export()``: one live generation through the planner and an in-process run, as
+    ``dataflow export`` does."""
+
+    root: Path
+    db: Path
+    flow: Any
+    defs: Any
+    instance: Any
+
+    def export(self) -> Any:
+        from dataflow_assets.export import export_flow
+
+        return export_flow(self.defs, self.instance, self.flow, self.db)
+
+    def event_log_rows(self, run_id: str) -> int:
+        return len(self.instance.all_logs(run_id))
+
+
+def dagster_harness(
+    root: Path, db: Path, fmt: str = "csv", granularity: str = "hour", **extra: Any
+) -> DagsterHarness:
+    import shutil as _shutil
+
+    home = root / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    _shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["DATAFLOW_STAGING_DIR"] = str(root / "staging")
+    import dagster as dg
+
+    from dataflow_assets.definitions import build_definitions
+    from dataflow_assets.flow import FlowSet
+
+    flow = bench_flow(root / "dest", fmt, granularity, **extra)
+    defs = build_definitions(FlowSet([flow]), db)
+    return DagsterHarness(root, db, flow, defs, dg.DagsterInstance.get())
+
+
+class Timer:
+    """Wraps a module function and adds up the seconds spent in it."""
+
+    def __init__(self, module: Any, name: str) -> None:
+        self.module, self.name = module, name
+        self.original = getattr(module, name)
+        self.seconds = 0.0
+        self.calls = 0
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+                self.calls += 1
+
+        setattr(module, name, timed)
+
+    def take(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds

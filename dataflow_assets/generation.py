@@ -190,6 +190,11 @@ class _PartitionParts:
             if self.rows == limit:
                 self.finish()
 
+    def flush(self) -> None:
+        """Hand the current part's last rows to the render pool, without waiting."""
+        if self.writer is not None:
+            self.writer.prepare_close()
+
     def finish(self) -> None:
         """Close the current part and put it on the destination under its final name."""
         if self.writer is None:
@@ -258,6 +263,10 @@ def write_files(
                 reported = staged.seq_done
                 progress("write", reported, staged.seq_total)
         delivered: list[DeliveredFile] = []
+        # Every part's last rows to the pool first, then close them in order: thousands of
+        # small parts (late events) render in parallel instead of one after the other.
+        for start in sorted(parts):
+            parts[start].flush()
         for start in sorted(parts):
             parts[start].finish()
         for start in sorted(parts):

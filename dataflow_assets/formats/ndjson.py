@@ -19,7 +19,7 @@ import math
 import polars as pl
 import pyarrow as pa
 
-from dataflow_assets.formats.base import ISO_FORMAT, Rows
+from dataflow_assets.formats.base import ISO_FORMAT, TINY_ROWS, Rows, python_rows
 
 #: A character that JSON strings must escape.
 NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
@@ -88,6 +88,8 @@ def _value(frame: pl.DataFrame, table: pa.Table, name: str) -> tuple[str, pl.Exp
 
 def render_ndjson(batch: Rows, header: bool = False) -> memoryview:
     del header  # NDJSON has none
+    if batch.num_rows <= TINY_ROWS:
+        return memoryview(_render_tiny(batch))
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
@@ -116,6 +118,21 @@ def render_ndjson(batch: Rows, header: bool = False) -> memoryview:
         line = pl.concat_str([pl.lit("{"), body.fill_null(""), pl.lit("}\n")])
     lines = frame.select(line.alias("line")).to_series().to_arrow()
     return _contiguous_text(lines)
+
+
+def _render_tiny(batch: Rows) -> bytes:
+    """The same lines, by Python's json (floats as repr: ``1.5e-07`` where polars writes
+    ``1.5e-7``; NaN and infinities as ``NaN``, ``Infinity``, like the polars path)."""
+    lines = [
+        json.dumps(
+            {k: v for k, v in row.items() if v is not None},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        + "\n"
+        for row in python_rows(batch)
+    ]
+    return "".join(lines).encode("utf-8")
 
 
 def _contiguous_text(lines: pa.Array) -> memoryview:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import itertools
 import queue
 import threading
@@ -70,7 +71,7 @@ class StagedWindow:
     seq_done: int = 0
     _partition_starts: dict[int, dt.datetime] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def schema(self) -> pa.Schema:
         return pa.schema([(name, kind.arrow) for name, kind in self.columns])
 

@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataflow_assets.formats import base as formats_base
+from dataflow_assets.formats import csv as csv_format
+from dataflow_assets.formats import ndjson as ndjson_format
 from dataflow_assets.formats import part_writer
 from dataflow_assets.formats.csv import render_csv
 from dataflow_assets.formats.ndjson import render_ndjson
@@ -97,6 +99,15 @@ def iso(ts: dt.datetime) -> str:
 
 def as_json(row: dict[str, Any]) -> dict[str, Any]:
     return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in row.items() if v is not None}
+
+
+@pytest.fixture(params=["polars", "python"], autouse=True)
+def render_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both renderer paths: polars, and Python for tiny batches."""
+    tiny = 0 if request.param == "polars" else 10**9
+    monkeypatch.setattr(csv_format, "TINY_ROWS", tiny)
+    monkeypatch.setattr(ndjson_format, "TINY_ROWS", tiny)
+    return str(request.param)
 
 
 # ---------------------------------------------------------------- NDJSON
