@@ -34,7 +34,33 @@ def ensure_dagster_home(default: Path = Path(".dagster")) -> Path:
         home = str(default.resolve())
         os.environ["DAGSTER_HOME"] = home
     Path(home).mkdir(parents=True, exist_ok=True)
+    initialize_once(Path(home))
     return Path(home)
+
+
+#: Written in DAGSTER_HOME once its storages exist (see ``initialize_once``).
+INITIALIZED = ".dataflow-initialized"
+
+
+def initialize_once(home: Path) -> None:
+    """Create the instance's storages in one process at a time, the first time.
+
+    Dagster creates and stamps its SQLite storages on first use without a lock: several
+    processes opening a new DAGSTER_HOME at once (``dataflow export`` of several flows started
+    together by cron, the soak test) can stamp one twice ("Version table 'alembic_version' has
+    more than one head present"), and every later command fails on it.
+    """
+    marker = home / INITIALIZED
+    if marker.exists():
+        return
+    with open(home / ".dataflow-init.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if not marker.exists():
+                dg.DagsterInstance.from_config(str(home)).dispose()
+                marker.touch()
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextmanager
