@@ -141,6 +141,22 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         run_tags = dict(context.run.tags)
         live = tags.GENERATION in run_tags
         generation = generation_from_tags(flow, run_tags) if live else _regeneration(context, flow)
+        if live:
+            done = delivered(context.instance, flow).to_seq
+            if done >= generation.to_seq:
+                # Planned before another run delivered this window (a schedule tick racing
+                # `dataflow export`, a re-execution of an old run): delivering it again would
+                # report its events twice.
+                context.log.warning(
+                    f"window ({generation.from_seq}, {generation.to_seq}] of {flow.name} was "
+                    f"already delivered (watermark {done}): nothing to do"
+                )
+                return GenerationResult(generation, already_delivered=True)
+            if done > generation.from_seq:
+                raise dg.Failure(
+                    f"window ({generation.from_seq}, {generation.to_seq}] of {flow.name} overlaps "
+                    f"what was delivered (watermark {done}); the next tick plans from {done}"
+                )
         context.log.info(
             f"{generation.kind} generation {generation.id} of {flow.name}: insertion window "
             f"({generation.from_seq}, {generation.to_seq}], partitions {context.partition_keys[0]}"
@@ -203,6 +219,10 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, generation: GenerationResult
     ) -> dg.MaterializeResult:
         gen = generation.generation
+        if generation.already_delivered:
+            return dg.MaterializeResult(
+                metadata={"kind": "live", "generation": gen.id, "status": "already delivered"}
+            )
         if gen.kind != "live":
             return dg.MaterializeResult(
                 metadata={"kind": "regeneration", "report": generation.report_path or "none"}

@@ -75,7 +75,7 @@ class Properties(_Strict):
     @classmethod
     def _keys(cls, value: list[str] | None) -> list[str] | None:
         for key in value or []:
-            if not isinstance(key, str) or not PROPERTY_PATTERN.match(key):
+            if not isinstance(key, str) or not PROPERTY_PATTERN.fullmatch(key):
                 raise ValueError(f"{key!r} is not a property key (^[a-z][a-z0-9_]{{0,39}}$)")
         return value
 
@@ -244,6 +244,20 @@ class FlowSpec(_Strict):
         if isinstance(value, list) and not value:
             raise ValueError("an empty site list would export nothing; use 'all' or list ids")
         return value
+
+    @model_validator(mode="after")
+    def _regeneration_apart(self) -> FlowSpec:
+        # Regeneration reports beside live ones (or inside the flow's own live prefix) would be
+        # loaded as live data: consumers would get those rows twice.
+        live = self.destination.folder
+        regen = self.regeneration_root
+        own = f"{live}/{self.name}" if live else self.name
+        if regen == live or regen == own or regen.startswith(own + "/"):
+            raise ValueError(
+                f"regeneration_folder: {regen!r} must differ from the live folder {live!r} and "
+                f"lie outside {own!r}"
+            )
+        return self
 
     @property
     def folder(self) -> str:

@@ -93,6 +93,8 @@ class GenerationResult:
     files: list[DeliveredFile] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     report_path: str | None = None
+    #: A live run whose window another run delivered first: it wrote nothing.
+    already_delivered: bool = False
 
     @property
     def rows(self) -> int:
@@ -117,6 +119,7 @@ class GenerationResult:
             "files": [asdict(f) for f in self.files],
             "columns": self.columns,
             "report_path": self.report_path,
+            "already_delivered": self.already_delivered,
         }
 
     @classmethod
@@ -128,6 +131,7 @@ class GenerationResult:
             [DeliveredFile(**f) for f in data["files"]],
             list(data["columns"]),
             data.get("report_path"),
+            data.get("already_delivered", False),
         )
 
 

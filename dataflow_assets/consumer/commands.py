@@ -61,7 +61,7 @@ def _err(message: str) -> None:
 
 
 def _location(args: argparse.Namespace) -> Location:
-    if not re.match(NAME_PATTERN, args.flow):
+    if not re.fullmatch(NAME_PATTERN, args.flow):
         raise DestUrlError(f"--flow {args.flow!r} is not a flow name")
     return parse_dest(
         args.dest,

@@ -168,22 +168,12 @@ def test_csv_separator_only_with_csv(tmp_path: Path) -> None:
     assert isinstance(errors, list) and errors[0].key == "csv_separator"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flow.py: Properties._keys uses PROPERTY_PATTERN.match, whose $ accepts a trailing "
-    "newline; use fullmatch",
-)
 def test_a_property_key_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(flow_with("properties", {"exclude": ["page\n"]})))
     assert isinstance(load_flow_file(path), list)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flow.py accepts a regeneration_folder equal to the live folder: regeneration reports "
-    "then land beside live ones and consumers load their rows twice (see test)",
-)
 @pytest.mark.parametrize(("folder", "regeneration"), [("out", "out"), ("", ""), ("a/b", "a//b/")])
 def test_a_regeneration_folder_that_is_the_live_folder_is_refused(
     tmp_path: Path, folder: str, regeneration: str

@@ -64,12 +64,6 @@ def test_re_executing_an_old_generation_moves_nothing_back(deployment: Deploymen
     assert result.windows == [(0, 100), (100, 150), (150, 180)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="assets.py: a live run does not check that its window is still undelivered; a "
-    "schedule tick's run launched after `dataflow export` delivered the same window publishes "
-    "a second report for it (see the report: guard in the files and delivery_report assets)",
-)
 def test_a_tick_racing_dataflow_export_reports_the_window_once(deployment: Deployment) -> None:
     d = deployment
     flow = d.write_flow("raced", partitioning="hour")
