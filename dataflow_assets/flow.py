@@ -252,7 +252,7 @@ class FlowSpec(_Strict):
         live = self.destination.folder
         regen = self.regeneration_root
         own = f"{live}/{self.name}" if live else self.name
-        if regen == live or regen == own or regen.startswith(own + "/"):
+        if regen in (live, own) or regen.startswith(own + "/"):
             raise ValueError(
                 f"regeneration_folder: {regen!r} must differ from the live folder {live!r} and "
                 f"lie outside {own!r}"
