@@ -121,7 +121,16 @@ def run_error(run: dg.ExecuteInProcessResult) -> str:
     err = failure.step_failure_data.error if failure is not None else None
     while err is not None and err.cause is not None and (err.cls_name or "").startswith("Dagster"):
         err = err.cause
-    return err.message.strip() if err is not None else "the run failed"
+    if err is None:
+        return "the run failed"
+    message = err.message.strip()
+    # "dataflow_assets.destinations.base.DestinationError: sftp://...": our errors are written
+    # for people, their class path is noise.
+    if err.cls_name and message.startswith("dataflow_assets."):
+        head, _, rest = message.partition(": ")
+        if head.endswith(err.cls_name):
+            message = rest
+    return message
 
 
 def files_node(defs: dg.Definitions, flow: FlowSpec) -> str:
