@@ -23,6 +23,12 @@ from dataflow_assets_tests.servers import (
 ENV = ("DAGSTER_HOME", "DATAFLOW_EVENTS_DB", "DATAFLOW_FLOWS_DIR", "DATAFLOW_STAGING_DIR")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "destination_timeout(seconds): destination timeouts of a destination fault test"
+    )
+
+
 @pytest.fixture
 def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
     """A fresh deployment; this process's environment is its environment."""

@@ -1,4 +1,4 @@
-"""``dataflow ARGS...`` with test-sized destination retries (3 attempts, 50-200 ms apart, 2 s
+"""``dataflow ARGS...`` with test-sized destination retries (3 attempts, 50-200 ms apart, 10 s
 timeouts): ``python -m dataflow_assets_tests.faults.quickcli export ...``. The production policy
 only differs in time; tests that go through many retried failures use this to stay fast."""
 
@@ -10,7 +10,7 @@ from typing import Any
 from dataflow_assets.destinations.retry import RetryPolicy
 
 FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, deadline=30.0)
-TIMEOUT = 2.0
+TIMEOUT = 10.0
 
 
 def install() -> None:

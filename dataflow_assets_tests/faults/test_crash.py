@@ -34,14 +34,14 @@ pytestmark = pytest.mark.timeout(240)
 PASSWORD_ENV = "DATAFLOW_FAULTS_SFTP_PASSWORD"
 FIRST, LATER = 300, 40
 
-#: (stage, k): where the child dies (see crashpoint); the window has 12 partitions, ~19 files.
+#: (stage, k, format): where the child dies (see crashpoint); the window has ~19 files.
 STAGES = [
-    ("staging", 3),  # holding the store's read lock, 1 of 6 slices staged
-    ("files", 5),  # 5 files written, the 6th half-copied to its temporary name
-    ("files_done", 0),  # every file written, no manifest
-    ("manifest", 0),  # manifest written, no report
-    ("report", 0),  # report written, watermark not recorded
-    ("success", 0),  # watermark recorded, run success not recorded
+    ("staging", 3, "csv"),  # holding the store's read lock, 1 of 6 slices read
+    ("files", 5, "json"),  # 5 files written, the 6th half-copied to its temporary name
+    ("files_done", 0, "parquet"),  # every file written, no manifest
+    ("manifest", 0, "csv"),  # manifest written, no report
+    ("report", 0, "parquet"),  # report written, watermark not recorded
+    ("success", 0, "json"),  # watermark recorded, run success not recorded
 ]
 
 
@@ -82,13 +82,13 @@ def check_recovered(
     return result
 
 
-@pytest.mark.parametrize(("stage", "k"), STAGES)
+@pytest.mark.parametrize(("stage", "k", "fmt"), STAGES)
 def test_kill_9_at_every_stage_then_dataflow_export_recovers(
-    deployment: Deployment, stage: str, k: int
+    deployment: Deployment, stage: str, k: int, fmt: str
 ) -> None:
     d = deployment
     d.ingest(traffic(FIRST))
-    flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
+    flow = d.write_flow("crashy", format=fmt, partitioning="quarter_hour", max_rows_per_file=25)
     d.crash(stage, k, "export", "crashy")
 
     reported = audit_after_crash(d.out, flow, stage)
@@ -107,6 +107,23 @@ def test_kill_9_at_every_stage_then_dataflow_export_recovers(
         assert Path(result.leftovers[0]).name.startswith(".data_")
     else:
         assert result.leftovers == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="generation.py: a killed generation's working folder (its rendered parts, up to a "
+    "window of data) stays in DATAFLOW_STAGING_DIR for good; name it after the run and remove it "
+    "when the run is found dead",
+)
+def test_a_killed_generation_leaves_nothing_in_the_staging_folder(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    d.ingest(traffic(FIRST))
+    d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
+    d.crash("files", 5, "export", "crashy")
+    export_until_idle(d, "crashy")
+    assert not list(d.staging.glob("dataflow-crashy-*/*"))
 
 
 def audit_after_crash(root: Path, flow: FlowSpec, stage: str) -> list[str]:

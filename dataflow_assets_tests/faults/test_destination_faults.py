@@ -7,14 +7,16 @@ ones fail at once, the generation fails with a message naming the destination an
 no report is written, and once the fault is gone the next ``dataflow export`` retries the same
 window and delivers every event exactly once (``checks.audit``).
 
-Retries are shortened for the tests (3 attempts, 50-200 ms apart, 1 s timeouts): the
-production policy (5 attempts, 1-20 s apart, 180 s budget, 30 s timeouts) only differs in time.
+Retries are shortened for the tests (3 attempts, 50-200 ms apart, 4 s timeouts, 1 s where a
+server hangs): the production policy (5 attempts, 1-20 s apart, 180 s budget, 30 s timeouts)
+only differs in time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import resource
 import signal
 import subprocess
@@ -53,26 +55,32 @@ pytestmark = pytest.mark.timeout(120)
 
 PASSWORD_ENV = "DATAFLOW_FAULTS_PASSWORD"
 FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, deadline=30.0)
-TIMEOUT = 1.0
+#: Timeouts of the destinations; tests where a server hangs use ``HANG_TIMEOUT``
+#: (``@pytest.mark.destination_timeout``): long enough that a loaded CI machine never times out
+#: a healthy server, short enough that hanging ones fail fast.
+TIMEOUT = 4.0
+HANG_TIMEOUT = 1.0
 #: ~270 events of ~1 kB of incompressible payload: ~8 files of ~30-40 kB.
 EVENTS = 270
 
 
 @pytest.fixture(autouse=True)
-def fast_destinations(monkeypatch: pytest.MonkeyPatch) -> None:
+def fast_destinations(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Destinations as ``destination_for`` builds them, with test-sized retries and timeouts."""
     build = assets.destination_for
+    marker = request.node.get_closest_marker("destination_timeout")
+    timeout = marker.args[0] if marker else TIMEOUT
 
     def destination_for(flow: FlowSpec) -> Any:
-        destination = build(flow)
-        destination.retry = FAST  # type: ignore[attr-defined]
+        destination: Any = build(flow)
+        destination.retry = FAST
         if hasattr(destination, "timeout"):
-            destination.timeout = TIMEOUT
+            destination.timeout = timeout
         if isinstance(destination, S3Bucket):
             destination.client_config = destination.client_config.merge(
                 botocore.config.Config(
-                    connect_timeout=TIMEOUT,
-                    read_timeout=TIMEOUT,
+                    connect_timeout=timeout,
+                    read_timeout=timeout,
                     retries={"mode": "standard", "total_max_attempts": 1},
                 )
             )
@@ -212,6 +220,8 @@ def test_server_down_is_retried_then_reported_then_recovered(
     target.link.down()
     out, retried = failing_export(deployment, flow, target.root, caplog)
     assert "gave up after 3 attempts" in out, out
+    # The message written for people: the destination first, no library exception class.
+    assert re.search(r"faulty: FAILED \(run [0-9a-f-]+\): (sftp|s3|ftps?)://\S+: cannot ", out), out
     assert retried >= 2  # attempts 1 and 2 were followed by a backoff pause
     assert "refused" in out.lower() or "could not connect" in out.lower(), out
     target.link.up()
@@ -271,6 +281,7 @@ def test_a_connection_dropped_on_every_attempt_fails_then_recovers(
 # -- hung and slow servers ------------------------------------------------------------------
 
 
+@pytest.mark.destination_timeout(HANG_TIMEOUT)
 @pytest.mark.parametrize("target_kind", ["sftp", "s3"])
 def test_a_server_hanging_mid_upload_times_out_then_recovers(
     deployment: Deployment,
