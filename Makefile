@@ -8,7 +8,9 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export DATAFLOW_EVENTS_DB ?= $(CURDIR)/data/events.duckdb
 export DATAFLOW_FLOWS_DIR ?= $(CURDIR)/flows
 
-.PHONY: help install run test lint typecheck unit soak bench clean
+.PHONY: help install run test test-servers lint soak bench clean
+MINUTES ?= 10
+FLOWS ?= 3
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +39,9 @@ test-servers: ## make sure the test servers can run here (sshd for sFTP; moto an
 
 test: install test-servers lint ## lint, type-check, then every test (the fixtures start the servers)
 	@$(UV) run pytest -q -p no:cacheprovider
+
+soak: install ## concurrent ingest + exports for MINUTES (10) with FLOWS (3): lost / duplicated
+	@$(UV) run python bench/soak.py --minutes $(MINUTES) --flows $(FLOWS)
 
 bench: install ## export benchmarks against DuckDB COPY (see bench/README.md)
 	@$(UV) run python bench/export_bench.py
