@@ -68,11 +68,12 @@ def child_ours(db: Path, out: Path, fmt: str, granularity: str, kind: str) -> di
             ),
         ]
         generation = Generation(flow.name, "regeneration", lo, hi, planned_at(), *keys)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = run_generation(flow, generation, db, LocalFolder(out), OUT / "staging")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "seconds": seconds,
+        "cpu": cpu,
         "rows": result.rows,
         "bytes": result.bytes,
         "files": len(result.files),
@@ -82,14 +83,15 @@ def child_ours(db: Path, out: Path, fmt: str, granularity: str, kind: str) -> di
 def child_copy(db: Path, out: Path, sql: str) -> dict:
     import duckdb
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     con = duckdb.connect(str(db), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     row = con.execute(sql.replace("$OUT", str(out).replace("'", "''"))).fetchone()
     con.close()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     size, files = dir_bytes(out)
-    return {"seconds": seconds, "rows": int(row[0]) if row else -1, "bytes": size, "files": files}
+    rows = int(row[0]) if row else -1
+    return {"seconds": seconds, "cpu": cpu, "rows": rows, "bytes": size, "files": files}
 
 
 # ---------------------------------------------------------------- DuckDB COPY statement
@@ -176,7 +178,7 @@ def run_once(
     row = {**res.data, "peak_rss": res.peak_rss, "rate": res.data["rows"] / res.data["seconds"]}
     print(
         f"# {contender:5} {fmt:7} level={level or '-'} {row['rows']:,} rows "
-        f"{row['seconds']:.2f} s {row['rate']:,.0f} ev/s {mib(row['bytes'])} "
+        f"{row['seconds']:.2f} s (CPU {row['cpu']:.2f} s) {row['rate']:,.0f} ev/s {mib(row['bytes'])} "
         f"{row['files']} files peak {mib(row['peak_rss'])}",
         flush=True,
     )
@@ -252,6 +254,11 @@ def main() -> None:
                     mib(c_size),
                     mib(c_rss),
                     f"{rate / c_rate:.2f}x",
+                    # Each run of ours ran beside its COPY: the median of those pairs' ratios
+                    # is steadier than the ratio of medians on a noisy host.
+                    f"{median([o['rate'] / c['rate'] for o, c in zip(runs, copy, strict=False)]):.2f}x",
+                    # CPU per event, COPY's over ours: what the ratio tends to on a busy host.
+                    f"{median([c['cpu'] / o['cpu'] for o, c in zip(runs, copy, strict=False)]):.2f}x",
                     f"{size / c_size:.2f}x",
                 ]
             rows.append(line)
@@ -276,7 +283,15 @@ def main() -> None:
             )
     header = ["format", "ours ev/s", "ours size", "ours peak RSS"]
     if "copy" in contenders:
-        header += ["COPY ev/s", "COPY size", "COPY peak RSS", "speed ours/COPY", "size ours/COPY"]
+        header += [
+            "COPY ev/s",
+            "COPY size",
+            "COPY peak RSS",
+            "speed ours/COPY (medians)",
+            "speed (paired runs)",
+            "CPU COPY/ours",
+            "size ours/COPY",
+        ]
         rows = [r + [""] * (len(header) - len(r)) for r in rows]
     print()
     print(

@@ -46,7 +46,7 @@ def child(db: Path, new: int, generations: int) -> dict:
     flow = bench_flow(out, "csv")
     with connect(db, read_only=True) as con:
         watermark = max_seq(con)
-    plans, runs = [], []
+    plans, runs, cpus = [], [], []
     for i in range(generations):
         append(
             db,
@@ -56,20 +56,21 @@ def child(db: Path, new: int, generations: int) -> dict:
             late_percent=2.0,
             salt=1000 + i,
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with connect(db, read_only=True) as con:  # what plan_generation asks the store
             top = max_seq(con)
         generation = Generation(flow.name, "live", watermark, top, planned_at())
         rows, _first, _last = count_window(db, generation.query(flow))
         t1 = time.perf_counter()
         result = run_generation(flow, generation, db, LocalFolder(out), db.parent / "staging")
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         assert result.rows == rows
         plans.append(t1 - t0)
         runs.append(t2 - t1)
+        cpus.append(c2 - c0)
         watermark = top
         shutil.rmtree(out, ignore_errors=True)
-    return {"plan": plans, "run": runs, "rows": rows, "peak_rss": peak_rss_self()}
+    return {"plan": plans, "run": runs, "cpu": cpus, "rows": rows, "peak_rss": peak_rss_self()}
 
 
 def main() -> None:
@@ -108,22 +109,30 @@ def main() -> None:
         data = res.data
         # The first generation pays the process's first DuckDB/polars use: report the rest.
         plan, run = data["plan"][1:] or data["plan"], data["run"][1:] or data["run"]
+        cpu = data["cpu"][1:] or data["cpu"]
         results[size] = (
             median(plan),
             median(run),
             median([a + b for a, b in zip(plan, run, strict=True)]),
+            median(cpu),
         )
         print(
             f"# {size:,} events: plan {[round(x, 4) for x in data['plan']]} "
-            f"run {[round(x, 4) for x in data['run']]}",
+            f"run {[round(x, 4) for x in data['run']]} cpu {[round(x, 4) for x in data['cpu']]}",
             flush=True,
         )
     small, large = results[sizes[0]], results[sizes[-1]]
     print()
     print(f"A {args.new:,}-event generation, median of {args.generations - 1} (after a first):")
     rows = [
-        [f"{size:,}", f"{p * 1000:.1f} ms", f"{r * 1000:.1f} ms", f"{t * 1000:.1f} ms"]
-        for size, (p, r, t) in results.items()
+        [
+            f"{size:,}",
+            f"{p * 1000:.1f} ms",
+            f"{r * 1000:.1f} ms",
+            f"{t * 1000:.1f} ms",
+            f"{c * 1000:.1f} ms",
+        ]
+        for size, (p, r, t, c) in results.items()
     ]
     rows.append(
         [
@@ -131,9 +140,10 @@ def main() -> None:
             f"{large[0] / small[0]:.2f}x",
             f"{large[1] / small[1]:.2f}x",
             f"{large[2] / small[2]:.2f}x",
+            f"{large[3] / small[3]:.2f}x",
         ]
     )
-    print(table(["store events", "plan (store side)", "generation", "total"], rows))
+    print(table(["store events", "plan (store side)", "generation", "total", "total CPU"], rows))
 
 
 if __name__ == "__main__":
