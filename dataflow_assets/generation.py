@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -138,6 +139,35 @@ class GenerationResult:
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
+class _Uploads:
+    """Puts finished parts on the destination on one thread, in order.
+
+    Once a put has failed (after its own retries), the puts queued behind it are skipped and the
+    failure reaches the generation at its next piece: a server that said no, or stopped
+    answering, is not sent every remaining file with a full retry budget each.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        self.executor = executor
+        self.failure: BaseException | None = None
+
+    def submit(self, put: Callable[[], None]) -> Future[None]:
+        def guarded() -> None:
+            if self.failure is not None:
+                return
+            try:
+                put()
+            except BaseException as exc:
+                self.failure = exc
+                raise
+
+        return self.executor.submit(guarded)
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
 class _PartitionParts:
     """Writes one partition's rows as parts of at most ``max_rows_per_file`` rows each.
 
@@ -156,7 +186,7 @@ class _PartitionParts:
         destination: Destination,
         local: Path,
         pool: ThreadPoolExecutor,
-        uploader: ThreadPoolExecutor | None = None,
+        uploader: _Uploads | None = None,
     ) -> None:
         self.flow, self.staged, self.start = flow, staged, start
         self.destination, self.local, self.pool = destination, local, pool
@@ -252,8 +282,9 @@ def write_files(
     parts: dict[dt.datetime, _PartitionParts] = {}
     with (
         ThreadPoolExecutor(threads(), thread_name_prefix="render") as pool,
-        ThreadPoolExecutor(1, thread_name_prefix="upload") as uploader,
+        ThreadPoolExecutor(1, thread_name_prefix="upload") as upload_thread,
     ):
+        uploader = _Uploads(upload_thread)
         reported = 0
         for start, batch in staged.pieces():
             writer = parts.get(start)
@@ -263,6 +294,7 @@ def write_files(
                     flow, generation, staged, start, destination, local, pool, uploader
                 )
             writer.write(batch)
+            uploader.check()
             if progress and staged.seq_done != reported:
                 reported = staged.seq_done
                 progress("write", reported, staged.seq_total)
@@ -281,6 +313,21 @@ def write_files(
     return delivered
 
 
+def _remove_dead_workdirs(staging_root: Path, flow_name: str) -> None:
+    """Remove working folders ``dataflow-<flow>-@<pid>-*`` whose process no longer exists
+    ('@' cannot occur in a flow name, so another flow's folders never match)."""
+    for folder in staging_root.glob(f"dataflow-{flow_name}-@*"):
+        pid = folder.name.removeprefix(f"dataflow-{flow_name}-@").split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def run_generation(
     flow: FlowSpec,
     generation: Generation,
@@ -293,7 +340,11 @@ def run_generation(
     use_fast_memory_pool()
     if staging_root is not None:
         staging_root.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"dataflow-{flow.name}-", dir=staging_root))
+        _remove_dead_workdirs(staging_root, flow.name)
+    # The owner's pid in the name: a later run removes the folder of a process that was killed.
+    workdir = Path(
+        tempfile.mkdtemp(prefix=f"dataflow-{flow.name}-@{os.getpid()}-", dir=staging_root)
+    )
     try:
         staged = stage_window(db, generation.query(flow), workdir / "stage")
         files = write_files(flow, generation, staged, destination, workdir, progress)

@@ -109,12 +109,6 @@ def test_kill_9_at_every_stage_then_dataflow_export_recovers(
         assert result.leftovers == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generation.py: a killed generation's working folder (its rendered parts, up to a "
-    "window of data) stays in DATAFLOW_STAGING_DIR for good; name it after the run and remove it "
-    "when the run is found dead",
-)
 def test_a_killed_generation_leaves_nothing_in_the_staging_folder(
     deployment: Deployment,
 ) -> None:

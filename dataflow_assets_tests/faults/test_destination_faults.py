@@ -290,7 +290,7 @@ def test_a_server_hanging_mid_upload_times_out_then_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     target: Target = request.getfixturevalue(f"{target_kind}_target")
-    # Few files: every file queued behind the hung one is tried too (see the xfail below).
+    # Few files: the generation stops at the first upload that fails for good.
     flow = make_flow(deployment, target, max_rows_per_file=100)
     target.link.stall_after(target.mid_upload)
     out, retried = failing_export(deployment, flow, target.root, caplog)
@@ -435,12 +435,6 @@ def test_ftp_quota_and_storage_replies(
     recovers(deployment, flow, target.root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generation.py write_files: uploads are queued on the uploader thread and only "
-    "awaited at the end, so after an upload fails every later file is still tried (each with "
-    "its full retry budget): a hung or full server costs files x attempts x timeout",
-)
 def test_a_failed_upload_stops_the_generation(
     deployment: Deployment, quota_ftpd: QuotaFtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
