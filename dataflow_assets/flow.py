@@ -142,6 +142,18 @@ class _Destination(_Strict):
         return data
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _env_name(value: str | None) -> str | None:
+    # Never echo the value: a password pasted here by mistake must not reach a log.
+    if value is not None and not ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must name an environment variable (letters, digits, _), not hold the password"
+        )
+    return value
+
+
 class LocalDestination(_Destination):
     type: Literal["local"]
     path: Annotated[str, Field(description="Root directory of the destination.")]
@@ -177,6 +189,8 @@ class SftpDestination(_Destination):
     private_key_path: str | None = None
     known_hosts: Annotated[str, Field(description="known_hosts file; unknown keys are refused.")]
 
+    _password_env = field_validator("password_env")(classmethod(lambda cls, v: _env_name(v)))
+
     @model_validator(mode="after")
     def _auth(self) -> SftpDestination:
         if not self.password_env and not self.private_key_path:
@@ -191,6 +205,8 @@ class FtpDestination(_Destination):
     username: str
     password_env: Annotated[str, Field(description="Environment variable holding the password.")]
     tls: Annotated[bool, Field(description="Explicit FTPS with a protected data channel.")] = True
+
+    _password_env = field_validator("password_env")(classmethod(lambda cls, v: _env_name(v)))
 
 
 DestinationSpec = Annotated[
@@ -329,7 +345,7 @@ def _errors_of(path: Path, exc: ValidationError) -> list[FlowError]:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in err and err["type"] not in ("model_type",):
+        elif "input" in err and err["type"] not in ("model_type",) and "password_env" not in loc:
             value = err["input"]
             if not isinstance(value, dict | list):
                 msg = f"{msg} (got {value!r})"

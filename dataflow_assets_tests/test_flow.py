@@ -164,3 +164,14 @@ def test_dash_and_underscore_names_that_clash_in_dagster(tmp_path: Path) -> None
     flows = load_flows(tmp_path)
     assert [f.name for f in flows.flows] == ["my-flow"]
     assert "clashes" in flows.errors[0].reason
+
+
+def test_a_password_pasted_into_password_env_is_refused_without_echo(tmp_path: Path) -> None:
+    text = VALID.replace(
+        "  type: local\n  path: /tmp/x",
+        "  type: ftp\n  host: h\n  username: u\n  password_env: 'hunter2 s3cret!'",
+    )
+    errors = load_flow_file(write(tmp_path, "pw.yaml", text))
+    assert isinstance(errors, list)
+    assert errors[0].key == "destination.password_env"
+    assert "hunter2" not in str(errors) and "s3cret" not in str(errors)

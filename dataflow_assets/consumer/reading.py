@@ -84,7 +84,7 @@ def detect_separator(path: Path) -> str:
 
 
 def _check_keys(path: Path, keys: Sequence[str]) -> None:
-    bad = [k for k in keys if not KEY.match(k)]
+    bad = [k for k in keys if not KEY.fullmatch(k)]
     if bad:
         raise ReadError(f"{path.name}: {bad[0]!r} is not a property key")
     missing = [k for k in REQUIRED if k not in keys]
