@@ -124,11 +124,7 @@ def copy_sql(db: Path, fmt: str, granularity: str) -> str:
     if fmt == "json":
         # NDJSON with nulls omitted: DuckDB's FORMAT JSON keeps nulls, so each line is rendered by
         # json_strip_nulls and written raw (no quoting) through the CSV writer.
-        lines = (
-            f"SELECT json_strip_nulls(to_json(e))::VARCHAR AS line, _partition FROM "
-            f"(SELECT {columns}, {part} AS _partition FROM events WHERE {where}) AS e"
-        )
-        # to_json(e) would carry _partition too: select the columns by name instead.
+        # struct_pack of the columns by name: to_json of the whole row would carry _partition.
         names = ", ".join(quote(c) for c, _ in window_columns(types, hi, flow.properties.selects))
         lines = (
             f"SELECT json_strip_nulls(to_json(struct_pack({names})))::VARCHAR AS line, "
