@@ -146,8 +146,10 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 def _env_name(value: str | None) -> str | None:
+    if not value:
+        return None  # empty: no password (key authentication)
     # Never echo the value: a password pasted here by mistake must not reach a log.
-    if value is not None and not ENV_NAME.fullmatch(value):
+    if not ENV_NAME.fullmatch(value):
         raise ValueError(
             "must name an environment variable (letters, digits, _), not hold the password"
         )
