@@ -101,3 +101,16 @@ def test_generations_do_not_run_the_checks(harness: Harness) -> None:
         and r.event_log_entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"
         for r in records
     )
+
+
+def test_completeness_on_s3_catches_a_deleted_object(harness: Harness, moto, bucket: str) -> None:
+    harness.ingest(traffic(30))
+    flow = harness.flow(format="parquet", destination=moto.flow_destination(bucket, "exp"))
+    assert harness.export(flow).success
+    assert run_checks(harness, flow)["completeness"].passed
+    client = moto.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    victim = next(k for k in keys if "/data/" in k)
+    client.delete_object(Bucket=bucket, Key=victim)
+    failed = run_checks(harness, flow)["completeness"]
+    assert not failed.passed and victim in failed.metadata["damaged"].value
