@@ -435,6 +435,16 @@ class MotoServer:
             region_name=self.region,
         ).client("s3", endpoint_url=self.endpoint_url)
 
+    def mirror(self, bucket: str, into: Path) -> Path:
+        """Download every object of ``bucket`` with boto3 into ``into``: the consumer's view."""
+        client = self.client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                target = into / obj["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+        return into
+
     def flow_destination(self, bucket: str, folder: str = "") -> dict[str, Any]:
         """The ``destination:`` mapping of a flow for ``bucket`` on this server."""
         return {

@@ -34,17 +34,6 @@ def traffic(n: int, first: int = 1) -> list[dict]:
     ]
 
 
-def mirror_bucket(moto: MotoServer, bucket: str, into: Path) -> Path:
-    """Download every object of ``bucket`` with boto3: the consumer's view of the bucket."""
-    client = moto.client()
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            target = into / obj["Key"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-    return into
-
-
 def check_manifests(root: Path, under: str) -> None:
     for report in reports(root, under):
         manifest = json.loads(
@@ -77,7 +66,7 @@ def test_s3(harness: Harness, moto: MotoServer, bucket: str, fmt: str) -> None:
         destination=moto.flow_destination(bucket, folder="exports/team"),
     )
     events = two_generations(harness, flow)
-    root = mirror_bucket(moto, bucket, harness.root / "mirror")
+    root = moto.mirror(bucket, harness.root / "mirror")
     check_delivery(root, flow, events, under="exports/team")
     check_manifests(root, "exports/team")
     keys = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]

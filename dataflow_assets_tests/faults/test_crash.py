@@ -206,16 +206,6 @@ def test_kill_9_mid_upload_to_sftp_then_recovery(
     assert [Path(p).name for p in result.leftovers] == [partial[0].name]
 
 
-def mirror(server: MotoServer, bucket: str, into: Path) -> Path:
-    client = server.client()
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            target = into / obj["Key"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-    return into
-
-
 def test_kill_9_on_s3_then_recovery(deployment: Deployment, s3: MotoServer, tmp_path: Path) -> None:
     """On S3 (moto): killed after 4 uploads, before the 5th."""
     stage, k = "files", 4
@@ -232,6 +222,6 @@ def test_kill_9_on_s3_then_recovery(deployment: Deployment, s3: MotoServer, tmp_
     d.crash(stage, k, "export", "crashy")
     d.ingest(traffic(LATER, first=1001))
     export_until_idle(d, "crashy")
-    root = mirror(s3, bucket, tmp_path / "mirror")
+    root = s3.mirror(bucket, tmp_path / "mirror")
     result = check_recovered(d, root, flow, stage, {})
     assert result.leftovers == []  # an interrupted S3 upload leaves no object
