@@ -41,7 +41,7 @@ from dataflow_assets_tests.faults.checks import audit, flow_dir
 from dataflow_assets_tests.faults.deployment import Deployment
 from dataflow_assets_tests.faults.events import traffic
 from dataflow_assets_tests.faults.netfaults import FaultyLink, QuotaFtpServer, run_quota_ftpd
-from dataflow_assets_tests.faults.test_crash import export_until_idle, mirror
+from dataflow_assets_tests.faults.test_crash import export_until_idle
 from dataflow_assets_tests.servers import (
     FtpServer,
     MotoServer,
@@ -175,7 +175,7 @@ def s3_target(s3: MotoServer, tmp_path: Path) -> Iterator[Target]:
         mirrors = iter(range(1000))
 
         def root() -> Path:
-            return mirror(s3, bucket, tmp_path / f"mirror{next(mirrors)}")
+            return s3.mirror(bucket, tmp_path / f"mirror{next(mirrors)}")
 
         yield Target("s3", root, dest, link, mid_upload=8_000)
 
