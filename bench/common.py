@@ -47,17 +47,20 @@ def store_window(db: Path) -> tuple[int, int]:
     return 0, int(row[0])
 
 
-def ensure_store(events: int, name: str = "events") -> Path:
-    """``bench/out/<name>-<events>.duckdb``, generated once (datagen.py) and reused."""
+def ensure_store(events: int, name: str = "events", shape: str = "narrow") -> Path:
+    """``bench/out/<name>[-<shape>]-<events>.duckdb``, generated once (datagen.py) and
+    reused."""
     from bench.datagen import append
 
-    db = OUT / f"{name}-{events}.duckdb"
+    db = OUT / (
+        f"{name}-{events}.duckdb" if shape == "narrow" else f"{name}-{shape}-{events}.duckdb"
+    )
     if db.exists() and store_window(db)[1] == events:
         return db
     db.unlink(missing_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    append(db, events)
+    append(db, events, shape=shape)
     print(f"# generated {events:,} events in {db} ({time.perf_counter() - t0:.1f} s)", flush=True)
     return db
 

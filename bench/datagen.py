@@ -135,6 +135,170 @@ COLUMNS: list[tuple[str, str, str, str]] = [
 ]
 
 
+#: The ``piano`` shape: ``COLUMNS`` plus the properties a Piano Analytics export usually carries
+#: beyond them (URLs, referrers, device and geo detail, products, campaign, custom keys): 52
+#: properties, ~600 bytes of CSV a row, in the range of real Data Flow rows.
+PIANO_COLUMNS: list[tuple[str, str, str, str]] = [
+    *COLUMNS,
+    (
+        "visit_time",
+        "TIMESTAMPTZ",
+        "timestamp",
+        "TIMESTAMPTZ '2026-03-02' + to_seconds(h(50) % 86400)",
+    ),
+    ("visitor_new", "BOOLEAN", "boolean", "h(51) % 10 < 3"),
+    (
+        "visitor_ip",
+        "VARCHAR",
+        "string",
+        "'192.0.' || (h(52) % 256)::VARCHAR || '.' || (h(53) % 254 + 1)::VARCHAR",
+    ),
+    ("page_chapter3", "VARCHAR", "string", "CASE WHEN h(54) % 3 = 0 THEN 'detail' END"),
+    (
+        "page_full_name",
+        "VARCHAR",
+        "string",
+        _pick("page_chapter1", 3)
+        + " || '::section_' || (h(5) % 40)::VARCHAR || '::article_' || (h(2) % 20000)::VARCHAR",
+    ),
+    (
+        "page_url",
+        "VARCHAR",
+        "string",
+        "'https://www.example-news.com/' || lower(" + _pick("page_chapter1", 3) + ") || '/section-'"
+        " || (h(5) % 40)::VARCHAR || '/article-' || (h(2) % 20000)::VARCHAR || '.html'"
+        " || CASE WHEN h(6) % 6 = 3 THEN '?utm_source=newsletter&utm_medium=email&utm_campaign=w'"
+        " || (h(55) % 52)::VARCHAR ELSE '' END",
+    ),
+    (
+        "previous_url",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(56) % 10 < 7 THEN 'https://www.example-news.com/' || lower("
+        + _pick("page_chapter1", 57)
+        + ") || '/section-' || (h(58) % 40)::VARCHAR || '/article-' || (h(59) % 20000)::VARCHAR"
+        " || '.html' END",
+    ),
+    ("page_duration", "BIGINT", "integer", "h(60) % 600"),
+    (
+        "src_medium",
+        "VARCHAR",
+        "string",
+        "([NULL, 'organic', 'cpc', 'email', 'social'])[1 + h(6) % 5]",
+    ),
+    (
+        "src_campaign",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(6) % 6 = 3 THEN '[newsletter]-[weekly]-[w' || (h(55) % 52)::VARCHAR || ']' END",
+    ),
+    (
+        "src_url",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(6) % 6 IN (1, 2) THEN 'https://www.referrer' || (h(7) % 300)::VARCHAR"
+        " || '.com/search?q=' || (h(61) % 100000)::VARCHAR END",
+    ),
+    (
+        "device_brand",
+        "VARCHAR",
+        "string",
+        "(['Apple', 'Samsung', 'Google', 'Dell', 'Lenovo', 'Xiaomi'])[1 + h(8) % 6]",
+    ),
+    (
+        "device_model",
+        "VARCHAR",
+        "string",
+        "(['iPhone 15', 'Galaxy S24', 'Pixel 8', 'XPS 13', 'ThinkPad X1', 'Redmi Note 13'])[1 + h(8) % 6]",
+    ),
+    ("device_screen_width", "BIGINT", "integer", "([390, 768, 1440, 1920])[1 + h(8) % 4]"),
+    ("device_screen_height", "BIGINT", "integer", "([844, 1024, 900, 1080])[1 + h(8) % 4]"),
+    ("device_display_width", "BIGINT", "integer", "([375, 768, 1366, 1903])[1 + h(8) % 4]"),
+    (
+        "os_version",
+        "VARCHAR",
+        "string",
+        "(['10', '11', '17.4.1', '14', '14.5', '6.8'])[1 + h(11) % 6]",
+    ),
+    (
+        "os_group",
+        "VARCHAR",
+        "string",
+        "(['Windows', 'Windows', 'iOS', 'Android', 'macOS', 'Linux'])[1 + h(11) % 6]",
+    ),
+    (
+        "browser_group",
+        "VARCHAR",
+        "string",
+        "(['Chrome', 'Chrome', 'Safari', 'Firefox', 'Edge', 'Samsung'])[1 + h(9) % 6]",
+    ),
+    ("browser_language", "VARCHAR", "string", "(['fr', 'en', 'de', 'es', 'it'])[1 + h(62) % 5]"),
+    (
+        "browser_language_local",
+        "VARCHAR",
+        "string",
+        "(['fr-FR', 'en-US', 'de-DE', 'es-ES', 'it-IT'])[1 + h(62) % 5]",
+    ),
+    (
+        "geo_region",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(13) % 3 = 0 THEN 'Region ' || (h(63) % 80)::VARCHAR END",
+    ),
+    (
+        "geo_continent",
+        "VARCHAR",
+        "string",
+        "(['Europe', 'Europe', 'Europe', 'North America', 'Asia'])[1 + h(12) % 5]",
+    ),
+    (
+        "geo_metro",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(12) % 9 = 6 THEN 'Metro ' || (h(64) % 200)::VARCHAR END",
+    ),
+    (
+        "click_chapter1",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(1) % 10 IN (3, 4, 5) THEN " + _pick("page_chapter1", 65) + " END",
+    ),
+    (
+        "ise_keyword",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(6) % 6 = 1 THEN 'keyword ' || (h(66) % 5000)::VARCHAR END",
+    ),
+    (
+        "user_id",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(67) % 4 = 0 THEN 'u' || (h(68) % 500000)::VARCHAR END",
+    ),
+    (
+        "user_category",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(67) % 4 = 0 THEN (['free', 'premium', 'trial'])[1 + h(69) % 3] END",
+    ),
+    (
+        "product_id",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(17) % 5 = 0 THEN 'SKU-' || (h(70) % 9000 + 1000)::VARCHAR END",
+    ),
+    (
+        "product_category1",
+        "VARCHAR",
+        "string",
+        "CASE WHEN h(17) % 5 = 0 THEN (['shoes', 'shirts', 'bags', 'books'])[1 + h(70) % 4] END",
+    ),
+    ("custom_ab_test", "VARCHAR", "string", "(['A', 'B', NULL])[1 + h(71) % 3]"),
+    ("custom_scroll_depth", "DOUBLE", "decimal", "round((h(72) % 1000) / 1000.0, 3)"),
+]
+SHAPES = {"narrow": COLUMNS, "piano": PIANO_COLUMNS}
+
+
 def _time_expr(
     n: int, start: dt.datetime, span: dt.timedelta, late_percent: float, spread: bool
 ) -> str:
@@ -161,18 +325,21 @@ def append(
     spread: bool = False,
     chunk: int = 1_000_000,
     salt: int = 0,
+    shape: str = "narrow",
 ) -> tuple[int, int]:
-    """Append ``n`` events; return their insertion window ``(from, to]``."""
+    """Append ``n`` events of ``shape`` (``SHAPES``); return their insertion window
+    ``(from, to]``."""
+    columns = SHAPES[shape]
     with connect(db, read_only=False) as con:
-        _ensure_columns(con)
+        _ensure_columns(con, columns)
         first = max_seq(con)
         con.execute(
             f"CREATE OR REPLACE TEMP MACRO h(k) AS (hash(i * 1000003 + k * 7919 + {salt})"
             " & 9223372036854775807)::BIGINT"
         )
         times = _time_expr(n, start, span, late_percent, spread)
-        cols = ", ".join(f"{expr} AS {key}" for key, _, _, expr in COLUMNS)
-        names = ", ".join(key for key, *_ in COLUMNS)
+        cols = ", ".join(f"{expr} AS {key}" for key, _, _, expr in columns)
+        names = ", ".join(key for key, *_ in columns)
         done = 0
         while done < n:
             size = min(chunk, n - done)
@@ -191,9 +358,11 @@ def append(
     return first, first + n
 
 
-def _ensure_columns(con: duckdb.DuckDBPyConnection) -> None:
+def _ensure_columns(
+    con: duckdb.DuckDBPyConnection, columns: list[tuple[str, str, str, str]]
+) -> None:
     known = {row[0] for row in con.execute("SELECT key FROM properties").fetchall()}
-    for key, sql_type, kind, _ in COLUMNS:
+    for key, sql_type, kind, _ in columns:
         if key not in known:
             con.execute(f"ALTER TABLE events ADD COLUMN {key} {sql_type}")
             con.execute("INSERT INTO properties VALUES (?, ?, 1)", [key, kind])
@@ -206,6 +375,7 @@ def main() -> None:
     parser.add_argument("--span-hours", type=float, default=24)
     parser.add_argument("--late-percent", type=float, default=2.0)
     parser.add_argument("--spread", action="store_true", help="scatter times over the span")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="narrow")
     args = parser.parse_args()
     args.db.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -215,6 +385,7 @@ def main() -> None:
         span=dt.timedelta(hours=args.span_hours),
         late_percent=args.late_percent,
         spread=args.spread,
+        shape=args.shape,
     )
     print(f"{args.db}: events ({lo}, {hi}] in {time.perf_counter() - t0:.1f} s")
 

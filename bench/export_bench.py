@@ -190,6 +190,12 @@ def main() -> None:
     parser.add_argument("--granularity", default="hour")
     parser.add_argument("--kind", choices=["live", "regeneration"], default="live")
     parser.add_argument("--levels", default="", help="gzip levels to compare (ours, CSV/NDJSON)")
+    parser.add_argument(
+        "--shape",
+        choices=["narrow", "piano"],
+        default="narrow",
+        help="the data: 23 short properties, or 52 Piano-like ones (bench/datagen.py)",
+    )
     parser.add_argument("--keep-store", action="store_true", help="keep bench/out/*.duckdb")
     # child mode
     parser.add_argument("--child", choices=["ours", "copy"])
@@ -207,12 +213,13 @@ def main() -> None:
         print(json.dumps({**child_copy(args.db, args.out, args.sql), "peak_rss": peak_rss_self()}))
         return
 
-    db = ensure_store(args.events)
+    db = ensure_store(args.events, shape=args.shape)
     formats = args.formats.split(",")
     contenders = args.contenders.split(",")
     levels: list[str | None] = [lv for lv in args.levels.split(",") if lv] or [None]
     print(
-        f"# {args.events:,} events, {args.granularity} partitions, {args.kind}, {args.runs} runs",
+        f"# {args.events:,} {args.shape} events, {args.granularity} partitions, {args.kind}, "
+        f"{args.runs} runs",
         flush=True,
     )
     results: dict[tuple[str, str, str | None], list[dict]] = {}
@@ -291,7 +298,7 @@ def main() -> None:
         rows = [r + [""] * (len(header) - len(r)) for r in rows]
     print()
     print(
-        f"{args.events:,} events, {args.granularity} partitions, {args.kind} generation, "
+        f"{args.events:,} {args.shape} events, {args.granularity} partitions, {args.kind} generation, "
         f"median of {args.runs}:"
     )
     print(table(header, rows))

@@ -46,8 +46,13 @@ except ImportError:  # pragma: no cover - stdlib zlib, same bytes format, slower
 DEFAULT_GZIP_LEVELS = {"csv": 2, "json": 4}
 DEFAULT_GZIP_LEVEL = DEFAULT_GZIP_LEVELS["csv"]
 ISAL_MAX_LEVEL = 2
-#: Rows per gzip member (one render task): ~7 MB of CSV, ~15 MB of NDJSON.
+#: Rows per gzip member (one render task) at most: ~7 MB of CSV, ~15 MB of NDJSON for short rows.
 MEMBER_ROWS = 32_768
+#: Arrow bytes a member aims at: wide rows make smaller members, so that the renders in flight
+#: (their text is several times the member's Arrow bytes, NDJSON's more) stay bounded.
+MEMBER_BYTES = 8 * 2**20
+#: The fewest rows a member is made of (unless a part ends first).
+MIN_MEMBER_ROWS = 1_024
 #: Budget of rows waiting in the buffers of a pool's writers (small pieces, row groups).
 BUFFER_BYTES = 192 * 2**20
 
@@ -186,13 +191,23 @@ def pinned(batch: pa.RecordBatch) -> int:
     return batch.get_total_buffer_size()
 
 
+def member_rows(batch: pa.RecordBatch) -> int:
+    """Rows per member for rows as wide as ``batch``'s: about ``MEMBER_BYTES``, a multiple of
+    ``MIN_MEMBER_ROWS``, at most ``MEMBER_ROWS``."""
+    if not batch.num_rows or not batch.nbytes:
+        return MEMBER_ROWS
+    fit = MEMBER_BYTES * batch.num_rows // batch.nbytes // MIN_MEMBER_ROWS * MIN_MEMBER_ROWS
+    return min(MEMBER_ROWS, max(MIN_MEMBER_ROWS, fit))
+
+
 def gather(batches: list[pa.RecordBatch]) -> Rows:
     return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)
 
 
 class GzipMemberWriter(PartWriter, Buffering):
-    """Renders members of ``MEMBER_ROWS`` rows with ``render(rows, first)`` on a pool and
-    appends them as gzip members, in order. ``rows`` is a record batch or a table."""
+    """Renders members of ``member_rows`` rows (fixed by the part's first rows) with
+    ``render(rows, first)`` on a pool and appends them as gzip members, in order. ``rows`` is a
+    record batch or a table."""
 
     def __init__(
         self,
@@ -213,6 +228,7 @@ class GzipMemberWriter(PartWriter, Buffering):
         self.buffer: list[pa.RecordBatch] = []
         self.buffered_rows = 0
         self.buffered_bytes = 0
+        self.member_rows = 0  # fixed by the first rows written
 
     def _member(self, batches: list[pa.RecordBatch], first: bool) -> bytes:
         return gzip_member(self.render(gather(batches), first), self.level)
@@ -232,21 +248,24 @@ class GzipMemberWriter(PartWriter, Buffering):
     def write(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
             return
+        if not self.member_rows:
+            self.member_rows = member_rows(batch)
+        size = self.member_rows
         offset = 0
         if not self.buffer:
             # Whole members straight from the batch, no copy.
-            while batch.num_rows - offset >= MEMBER_ROWS:
-                self._submit([batch.slice(offset, MEMBER_ROWS)])
-                offset += MEMBER_ROWS
+            while batch.num_rows - offset >= size:
+                self._submit([batch.slice(offset, size)])
+                offset += size
         rest = batch.slice(offset) if offset else batch
         while rest.num_rows:
-            take = min(rest.num_rows, MEMBER_ROWS - self.buffered_rows)
+            take = min(rest.num_rows, size - self.buffered_rows)
             piece = compact(rest.slice(0, take))
             self.buffer.append(piece)
             self.buffered_rows += take
             self.buffered_bytes += pinned(piece)
             rest = rest.slice(take)
-            if self.buffered_rows >= MEMBER_ROWS:
+            if self.buffered_rows >= size:
                 self.flush_buffer()
                 continue
         self.backlog.note(self)

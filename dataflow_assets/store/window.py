@@ -30,8 +30,13 @@ import pyarrow.compute as pc
 from dataflow_assets.partitions import Granularity, sql_partition_start
 from dataflow_assets.store.schema import PropertyType, connect, property_types, quote
 
-#: Insertion sequences per slice: one short read-only connection each (~60 MB of rows).
+#: At most this many insertion sequences per slice: one short read-only connection each.
 SLICE_SEQ = 262_144
+#: Arrow bytes a slice aims at: 262,144 events of 23 short properties, ~100,000 of 52 Piano-like
+#: ones. Slice sizes follow the rows' measured width so that wide rows do not multiply memory.
+SLICE_BYTES = 64 * 2**20
+#: The first slice of a window, read before its rows' width is known, and the smallest one.
+FIRST_SLICE_SEQ = 16_384
 #: Rows per Arrow record batch read out of DuckDB (the unit of the partition split).
 BATCH_ROWS = 65_536
 _PARTITION = "_partition"
@@ -124,9 +129,12 @@ class StagedWindow:
 
         try:
             lo = self.query.from_seq
+            size = min(FIRST_SLICE_SEQ, self.slice_seq)
             while lo < self.query.to_seq and not stop.is_set():
-                hi = min(lo + self.slice_seq, self.query.to_seq)
-                pieces = [p for batch in self._read_slice(lo, hi) for p in self._split(batch)]
+                hi = min(lo + size, self.query.to_seq)
+                batches = self._read_slice(lo, hi)
+                size = next_slice_seq(sum(b.nbytes for b in batches), hi - lo, self.slice_seq)
+                pieces = [p for batch in batches for p in self._split(batch)]
                 if not put((hi, pieces)):
                     return
                 lo = hi
@@ -173,6 +181,16 @@ class StagedWindow:
         if start is None:
             start = self._partition_starts[epoch] = dt.datetime.fromtimestamp(epoch, dt.UTC)
         return start
+
+
+def next_slice_seq(nbytes: int, seqs: int, limit: int = SLICE_SEQ) -> int:
+    """The size of the next slice, from the bytes the last one held over ``seqs`` sequences:
+    about ``SLICE_BYTES``, between ``FIRST_SLICE_SEQ`` and ``limit``. Rows filtered out (other
+    sites, no consent) cost nothing, so a sparse window reads in larger slices."""
+    if nbytes <= 0:
+        return limit
+    fit = SLICE_BYTES * seqs // nbytes
+    return max(min(FIRST_SLICE_SEQ, limit), min(limit, fit))
 
 
 def _in_insertion_order(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
