@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 import ssl
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from dataflow_assets.destinations import DestinationError, RemoteFile, destination_for
+from dataflow_assets.destinations import DestinationError, destination_for
 from dataflow_assets.destinations.ftp import FtpHost
 from dataflow_assets.flow import FlowSpec, FtpDestination
 from dataflow_assets_tests.server_fixtures import FAST_RETRY
-from dataflow_assets_tests.servers import FtpServer, free_port
+from dataflow_assets_tests.servers import FtpServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,63 +64,6 @@ def _leftovers(directory: Path) -> list[str]:
     return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_round_trip(ftpd: FtpServer, folder: str, tmp_path: Path) -> None:
-    payload = os.urandom(300_000)
-    local = tmp_path / "part.csv.gz"
-    local.write_bytes(payload)
-    name = f"{folder}/flow_2026-01-01_data_x_001_0_0.csv.gz"
-    with _ftp(ftpd) as ftp:
-        assert ftp.description == f"ftp://{ftpd.user}@{ftpd.host}:{ftpd.port}"
-        ftp.check_folder(folder)
-        ftp.put_file(local, name, sha256=hashlib.sha256(payload).hexdigest())
-        ftp.put_bytes(b"report\n", f"{folder}/flow_20260101T100000Z_delivery.report")
-        ftp.put_bytes(b"other", f"{folder}/other_x")
-        (ftpd.root_dir / folder / "flow_subfolder").mkdir()  # not a file: never listed
-        assert ftp.list(f"{folder}/flow_") == [
-            RemoteFile(name, len(payload)),
-            RemoteFile(f"{folder}/flow_20260101T100000Z_delivery.report", 7),
-        ]
-        assert ftp.read_bytes(name) == payload
-        ftp.download(name, tmp_path / "back")
-        ftp.delete(f"{folder}/other_x")
-        ftp.delete(f"{folder}/other_x")  # already gone: fine
-        assert ftp.list(f"{folder}/other") == []
-        assert ftp.list("no-such-folder/flow_") == []
-    assert (tmp_path / "back").read_bytes() == payload
-    assert (ftpd.root_dir / name).read_bytes() == payload
-    assert _leftovers(ftpd.root_dir / folder) == []
-
-
-def test_overwrite_is_atomic(ftpd: FtpServer, folder: str, tmp_path: Path) -> None:
-    """A reader of the final name sees the old content or the new, never a prefix."""
-    size = 3 * 1024 * 1024
-    old, new = b"A" * size, b"B" * size
-    target = ftpd.root_dir / folder / "data.csv.gz"
-    local = tmp_path / "new"
-    local.write_bytes(new)
-    bad: list[int] = []
-    done = threading.Event()
-
-    def reader() -> None:
-        while not done.is_set():
-            data = target.read_bytes()
-            if data not in (old, new):
-                bad.append(len(data))
-
-    with _ftp(ftpd) as ftp:
-        ftp.put_bytes(old, f"{folder}/data.csv.gz")
-        thread = threading.Thread(target=reader)
-        thread.start()
-        try:
-            ftp.put_file(local, f"{folder}/data.csv.gz")
-        finally:
-            done.set()
-            thread.join()
-    assert not bad
-    assert target.read_bytes() == new
-    assert _leftovers(target.parent) == []
-
-
 def test_overwrite_where_rename_refuses_an_existing_target(ftpd: FtpServer, folder: str) -> None:
     ftpd.faults.refuse_rename_onto_existing = True
     try:
@@ -135,64 +74,6 @@ def test_overwrite_where_rename_refuses_an_existing_target(ftpd: FtpServer, fold
     finally:
         ftpd.faults.refuse_rename_onto_existing = False
     assert _leftovers(ftpd.root_dir / folder) == []
-
-
-def test_check_folder_refuses_a_missing_folder(ftpd: FtpServer) -> None:
-    (ftpd.root_dir / "a-file").write_bytes(b"")
-    with _ftp(ftpd) as ftp:
-        for missing in ("does-not-exist", "a-file"):
-            with pytest.raises(DestinationError) as info:
-                ftp.check_folder(missing)
-            assert info.value.permanent
-            assert f"folder {missing} does not exist" in str(info.value)
-            assert str(info.value).startswith(ftp.description)
-        ftp.check_folder("")
-        ftp.put_bytes(b"x", "at-root")  # check_folder went back to the login directory
-    assert (ftpd.root_dir / "at-root").read_bytes() == b"x"
-
-
-def test_read_of_a_missing_file_is_permanent(ftpd: FtpServer) -> None:
-    with _ftp(ftpd) as ftp, pytest.raises(DestinationError) as info:
-        ftp.read_bytes("nothing-here")
-    assert info.value.permanent
-    assert "nothing-here" in str(info.value)
-
-
-def test_wrong_password_fails_fast_without_the_password(
-    ftpd: FtpServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    wrong = "Wrong-Pa55word-" + uuid.uuid4().hex
-    monkeypatch.setenv(PASSWORD_ENV, wrong)
-    caplog.set_level(logging.DEBUG)
-    started = time.monotonic()
-    with pytest.raises(DestinationError) as info:
-        _ftp(ftpd).open()
-    message = str(info.value)
-    assert info.value.permanent
-    assert message.startswith(f"ftp://{ftpd.user}@{ftpd.host}:{ftpd.port}: cannot connect")
-    assert "authentication failed" in message
-    assert time.monotonic() - started < 10
-    for secret in (wrong, ftpd.password):
-        assert secret not in message
-        assert secret not in caplog.text
-    assert "retrying" not in caplog.text
-
-
-def test_server_down_at_start_is_retried_then_reported(
-    ftpd: FtpServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    port = free_port()
-    started = time.monotonic()
-    with pytest.raises(DestinationError) as info:
-        _ftp(ftpd, port=port).open()
-    message = str(info.value)
-    assert not info.value.permanent
-    assert message.startswith(f"ftp://{ftpd.user}@{ftpd.host}:{port}: cannot connect")
-    assert "refused" in message.lower()
-    assert "gave up after 3 attempts" in message
-    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
-    assert time.monotonic() - started < 10
-    assert ftpd.password not in message + caplog.text
 
 
 def test_connection_dropped_mid_upload_recovers(
