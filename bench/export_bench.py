@@ -17,7 +17,9 @@ exported rows; sizes are the files written; ratios are ours / COPY of the median
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import re
 import shutil
 import sys
 import time
@@ -143,6 +145,35 @@ def copy_sql(db: Path, fmt: str, granularity: str) -> str:
 # ---------------------------------------------------------------- parent
 
 
+def partition_bytes(out: Path) -> dict[int, int]:
+    """Bytes written per partition (its start, epoch seconds): ours under
+    ``date=YYYY-MM-DD[/hour=HH]``, COPY's under ``_partition=<epoch>``."""
+    sizes: dict[int, int] = {}
+    for path in out.rglob("*"):
+        if not path.is_file() or path.name.endswith(".report") or "manifest" in path.name:
+            continue
+        text = path.as_posix()
+        if m := re.search(r"_partition=(\d+)", text):
+            key = int(m.group(1))
+        elif m := re.search(r"date=(\d{4}-\d\d-\d\d)(?:/hour=(\d\d))?", text):
+            day = dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.UTC)
+            key = int((day + dt.timedelta(hours=int(m.group(2) or 0))).timestamp())
+        else:
+            continue
+        sizes[key] = sizes.get(key, 0) + path.stat().st_size
+    return sizes
+
+
+def largest_file_ratio(ours: list[dict], copy: list[dict]) -> float:
+    """The largest ours/COPY size ratio of one partition's file(s), over every paired run."""
+    ratios = [
+        o["by_partition"][k] / c["by_partition"][k]
+        for o, c in zip(ours, copy, strict=False)
+        for k in o["by_partition"].keys() & c["by_partition"].keys()
+    ]
+    return max(ratios, default=float("nan"))
+
+
 def run_once(
     args: argparse.Namespace, db: Path, contender: str, fmt: str, level: str | None, sql: str
 ) -> dict:
@@ -169,9 +200,15 @@ def run_once(
         base += ["--sql", sql]
     try:
         res = run_child(base, env)
+        by_partition = partition_bytes(out)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    row = {**res.data, "peak_rss": res.peak_rss, "rate": res.data["rows"] / res.data["seconds"]}
+    row = {
+        **res.data,
+        "peak_rss": res.peak_rss,
+        "rate": res.data["rows"] / res.data["seconds"],
+        "by_partition": by_partition,
+    }
     print(
         f"# {contender:5} {fmt:7} level={level or '-'} {row['rows']:,} rows "
         f"{row['seconds']:.2f} s (CPU {row['cpu']:.2f} s) {row['rate']:,.0f} ev/s {mib(row['bytes'])} "
@@ -262,7 +299,8 @@ def main() -> None:
                     f"{median([o['rate'] / c['rate'] for o, c in zip(runs, copy, strict=False)]):.2f}x",
                     # CPU per event, COPY's over ours: what the ratio tends to on a busy host.
                     f"{median([c['cpu'] / o['cpu'] for o, c in zip(runs, copy, strict=False)]):.2f}x",
-                    f"{size / c_size:.2f}x",
+                    f"{size / c_size:.3f}x",
+                    f"{largest_file_ratio(runs, copy):.3f}x",
                 ]
             rows.append(line)
         if (
@@ -294,6 +332,7 @@ def main() -> None:
             "speed (paired runs)",
             "CPU COPY/ours",
             "size ours/COPY",
+            "largest file ratio",
         ]
         rows = [r + [""] * (len(header) - len(r)) for r in rows]
     print()

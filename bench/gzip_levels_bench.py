@@ -26,16 +26,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="store (first 200k used)")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--levels", default="1,2,3,4,5,6")
+    parser.add_argument("--shape", choices=["narrow", "piano"], default="narrow")
     args = parser.parse_args()
 
     import duckdb
 
     from bench.common import store_window
-    from dataflow_assets.formats.base import MEMBER_ROWS, gzip_member, gzip_ng
+    from dataflow_assets.formats.base import ISAL_MAX_LEVEL, gzip_member, gzip_ng, member_rows
     from dataflow_assets.formats.csv import render_csv
     from dataflow_assets.formats.ndjson import render_ndjson
 
-    db = ensure_store(args.events)
+    db = ensure_store(args.events, shape=args.shape)
     top = store_window(db)[1]
     limit = (f"ingest_seq <= {top}", f"ingest_seq <= {min(args.rows, top)}")
     lines = []
@@ -44,7 +45,8 @@ def main() -> None:
         csv_sql = copy_sql(db, "csv", "hour").replace(*limit)
         select = csv_sql[csv_sql.index("(") + 1 : csv_sql.rindex(") TO '$OUT'")]
         rows = con.sql(select).to_arrow_table().drop_columns(["_partition"])
-        batches = rows.to_batches(MEMBER_ROWS)
+        size = member_rows(rows.slice(0, 1024).to_batches()[0])
+        batches = rows.to_batches(size)
         for fmt in ("csv", "json"):
             # COPY's gzip of exactly these rows, as one file.
             out = OUT / "levels-copy.gz"
@@ -62,7 +64,11 @@ def main() -> None:
                 c0 = time.process_time()
                 size = sum(len(gzip_member(t, level)) for t in texts)
                 cpu = time.process_time() - c0
-                codec = "isal" if level <= 2 else ("zlib-ng" if gzip_ng is not None else "zlib")
+                codec = (
+                    "isal"
+                    if level <= ISAL_MAX_LEVEL
+                    else ("zlib-ng" if gzip_ng is not None else "zlib")
+                )
                 lines.append(
                     [
                         "CSV" if fmt == "csv" else "NDJSON",
@@ -72,7 +78,9 @@ def main() -> None:
                         f"{size / copy_size:.2f}x",
                     ]
                 )
-    print(f"Gzip levels on {args.rows:,} events (members of {MEMBER_ROWS:,} rows), one thread:")
+    print(
+        f"Gzip levels on {args.rows:,} {args.shape} events (members of {size:,} rows), one thread:"
+    )
     print(table(["format", "level", "speed (CPU)", "ratio", "size / COPY's"], lines))
 
 

@@ -13,12 +13,12 @@ from dataflow_assets.destinations.retry import RetryPolicy
 from dataflow_assets_tests.servers import (
     FtpServer,
     MotoServer,
-    ServerUnavailable,
     SshdServer,
     run_ftpd,
     run_moto,
     run_sshd,
-    server_unavailable,
+    serving,
+    use_s3,
 )
 
 #: Retries that keep fault tests fast: 3 attempts, a few ms apart.
@@ -27,30 +27,18 @@ FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=1
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
-    try:
-        with run_sshd(tmp_path_factory.mktemp("sshd")) as server:
-            yield server
-    except ServerUnavailable as exc:
-        server_unavailable(f"sshd: {exc}")
+    yield from serving(run_sshd(tmp_path_factory.mktemp("sshd")), "sshd")
 
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
-    try:
-        with run_moto() as server:
-            yield server
-    except ServerUnavailable as exc:
-        server_unavailable(f"moto: {exc}")
+    yield from serving(run_moto(), "moto")
 
 
 @pytest.fixture
 def moto(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
     """The S3 server, with this test's AWS environment pointing at fake credentials only."""
-    for name in moto_server.unset_env:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in moto_server.env.items():
-        monkeypatch.setenv(name, value)
-    return moto_server
+    return use_s3(moto_server, monkeypatch)
 
 
 @pytest.fixture
@@ -62,11 +50,7 @@ def bucket(moto: MotoServer) -> str:
 
 
 def _ftpd(tmp_path_factory: pytest.TempPathFactory, tls: bool) -> Iterator[FtpServer]:
-    try:
-        with run_ftpd(tmp_path_factory.mktemp("ftpd"), tls=tls) as server:
-            yield server
-    except ServerUnavailable as exc:
-        server_unavailable(f"ftpd: {exc}")
+    yield from serving(run_ftpd(tmp_path_factory.mktemp("ftpd"), tls=tls), "ftpd")
 
 
 @pytest.fixture(scope="session")

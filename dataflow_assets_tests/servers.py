@@ -27,11 +27,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 LOCALHOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
@@ -52,6 +55,25 @@ def server_unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI=true: test servers must start)", pytrace=False)
     pytest.skip(reason)
+
+
+def serving(start: AbstractContextManager[T], what: str) -> Iterator[T]:
+    """Yield the server ``start`` runs; a server that cannot start skips the test (fails it
+    with CI=true). For fixtures: ``yield from serving(run_sshd(path), "sshd")``."""
+    try:
+        with start as server:
+            yield server
+    except ServerUnavailable as exc:
+        server_unavailable(f"{what}: {exc}")
+
+
+def use_s3(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """``server``, with this test's AWS environment holding its fake credentials only."""
+    for name in server.unset_env:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    return server
 
 
 def free_port() -> int:

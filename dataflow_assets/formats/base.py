@@ -39,13 +39,14 @@ except ImportError:  # pragma: no cover - stdlib zlib, same bytes format, slower
     gzip_ng = None
 
 #: Default gzip level per format: the fastest that keeps each file within 1.3x of the size
-#: DuckDB's COPY gives, measured in bench/README.md. Levels 0-2 use isal (igzip, ~0.6-0.9 GB/s
-#: a thread), 3-9 zlib-ng when installed (~280 MB/s a thread at 4), else stdlib zlib (~180).
-#: NDJSON repeats its keys on every line, which zlib's lazy matching compresses far better than
-#: isal's levels (isal 3: 1.42x COPY's size on NDJSON; zlib-ng 4: 1.16x).
-DEFAULT_GZIP_LEVELS = {"csv": 2, "json": 4}
+#: DuckDB's COPY gives, on short and on Piano-like rows, measured in bench/README.md. Levels 0-3
+#: use isal (igzip: ~0.5-0.6 GB/s a thread at 1-2, ~0.3 at 3), 4-9 zlib-ng when installed
+#: (~270 MB/s a thread at 4), else stdlib zlib (~180). CSV at isal 2 came to 1.302x COPY's size
+#: on Piano-like rows; isal 3 gives 1.25-1.26x. NDJSON repeats its keys on every line, which
+#: zlib's lazy matching compresses far better than isal (isal 3: 1.42x; zlib-ng 4: 1.16x).
+DEFAULT_GZIP_LEVELS = {"csv": 3, "json": 4}
 DEFAULT_GZIP_LEVEL = DEFAULT_GZIP_LEVELS["csv"]
-ISAL_MAX_LEVEL = 2
+ISAL_MAX_LEVEL = 3
 #: Rows per gzip member (one render task) at most: ~7 MB of CSV, ~15 MB of NDJSON for short rows.
 MEMBER_ROWS = 32_768
 #: Arrow bytes a member aims at: wide rows make smaller members, so that the renders in flight

@@ -32,9 +32,10 @@ from dataflow_assets.store.schema import PropertyType, connect, property_types, 
 
 #: At most this many insertion sequences per slice: one short read-only connection each.
 SLICE_SEQ = 262_144
-#: Arrow bytes a slice aims at: 262,144 events of 23 short properties, ~100,000 of 52 Piano-like
-#: ones. Slice sizes follow the rows' measured width so that wide rows do not multiply memory.
-SLICE_BYTES = 64 * 2**20
+#: Arrow bytes a slice aims at: ~185,000 events of 23 short properties, ~75,000 of 52 Piano-like
+#: ones. Slice sizes follow the rows' measured width so that wide rows do not multiply memory
+#: (a fixed 262,144 events took a 10M-event Piano-like NDJSON generation to 1.2 GiB).
+SLICE_BYTES = 48 * 2**20
 #: The first slice of a window, read before its rows' width is known, and the smallest one.
 FIRST_SLICE_SEQ = 16_384
 #: Rows per Arrow record batch read out of DuckDB (the unit of the partition split).
@@ -135,8 +136,10 @@ class StagedWindow:
                 batches = self._read_slice(lo, hi)
                 size = next_slice_seq(sum(b.nbytes for b in batches), hi - lo, self.slice_seq)
                 pieces = [p for batch in batches for p in self._split(batch)]
+                del batches  # the split copied what it regrouped: do not hold both copies
                 if not put((hi, pieces)):
                     return
+                del pieces  # the consumer's now; not kept alive through the next read
                 lo = hi
             put(None)
         except BaseException as exc:  # handed to the consumer, raised there

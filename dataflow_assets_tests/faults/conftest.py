@@ -12,12 +12,12 @@ from dataflow_assets_tests.faults.deployment import Deployment, make_deployment
 from dataflow_assets_tests.servers import (
     FtpServer,
     MotoServer,
-    ServerUnavailable,
     SshdServer,
     run_ftpd,
     run_moto,
     run_sshd,
-    server_unavailable,
+    serving,
+    use_s3,
 )
 
 ENV = ("DAGSTER_HOME", "DATAFLOW_EVENTS_DB", "DATAFLOW_FLOWS_DIR", "DATAFLOW_STAGING_DIR")
@@ -41,36 +41,20 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
 
 @pytest.fixture(scope="session")
 def fault_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
-    try:
-        with run_sshd(tmp_path_factory.mktemp("fault-sshd")) as server:
-            yield server
-    except ServerUnavailable as exc:
-        server_unavailable(f"sshd: {exc}")
+    yield from serving(run_sshd(tmp_path_factory.mktemp("fault-sshd")), "sshd")
 
 
 @pytest.fixture(scope="session")
 def fault_moto() -> Iterator[MotoServer]:
-    try:
-        with run_moto() as server:
-            yield server
-    except ServerUnavailable as exc:
-        server_unavailable(f"moto: {exc}")
+    yield from serving(run_moto(), "moto")
 
 
 @pytest.fixture
 def s3(fault_moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
     """The S3 server, with this test's AWS environment holding its fake credentials only."""
-    for name in fault_moto.unset_env:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in fault_moto.env.items():
-        monkeypatch.setenv(name, value)
-    return fault_moto
+    return use_s3(fault_moto, monkeypatch)
 
 
 @pytest.fixture(scope="session")
 def fault_ftps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
-    try:
-        with run_ftpd(tmp_path_factory.mktemp("fault-ftpd"), tls=True) as server:
-            yield server
-    except ServerUnavailable as exc:
-        server_unavailable(f"ftpd: {exc}")
+    yield from serving(run_ftpd(tmp_path_factory.mktemp("fault-ftpd"), tls=True), "ftpd")

@@ -90,6 +90,7 @@ def test_wide_rows_read_in_smaller_slices_every_row_once_in_order(
             assert partition_start(at, Granularity.HOUR) == start
 
 
-def test_narrow_rows_keep_the_largest_slices(tmp_path: Path) -> None:
-    assert next_slice_seq(64 * 2**20 // 4, window.SLICE_SEQ // 4) == window.SLICE_SEQ
-    assert next_slice_seq(0, 1) == window.SLICE_SEQ
+def test_narrow_rows_keep_the_largest_slices() -> None:
+    assert next_slice_seq(100 * 1_000, 1_000) == window.SLICE_SEQ  # 100 bytes an event
+    assert next_slice_seq(0, 1) == window.SLICE_SEQ  # nothing passed the filters
+    assert next_slice_seq(10_000 * 1_000, 1_000) == window.FIRST_SLICE_SEQ  # 10 kB an event
