@@ -2,9 +2,10 @@
 one thread: what a render thread spends) and size against DuckDB COPY's gzip of the same rows.
 
     uv run python bench/gzip_levels_bench.py                 # 200k events, levels 1-6
+    uv run python bench/gzip_levels_bench.py --shape piano   # 52 Piano-like properties
 
 CPU time rather than wall time, so that the host's load does not blur the comparison. Levels
-0-2 are isal, 3-9 zlib-ng (stdlib zlib when zlib-ng is not installed).
+0-3 are isal, 4-9 zlib-ng (stdlib zlib when zlib-ng is not installed).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def main() -> None:
         csv_sql = copy_sql(db, "csv", "hour").replace(*limit)
         select = csv_sql[csv_sql.index("(") + 1 : csv_sql.rindex(") TO '$OUT'")]
         rows = con.sql(select).to_arrow_table().drop_columns(["_partition"])
-        size = member_rows(rows.slice(0, 1024).to_batches()[0])
-        batches = rows.to_batches(size)
+        member = member_rows(rows.slice(0, 1024).to_batches()[0])
+        batches = rows.to_batches(member)
         for fmt in ("csv", "json"):
             # COPY's gzip of exactly these rows, as one file.
             out = OUT / "levels-copy.gz"
@@ -79,7 +80,7 @@ def main() -> None:
                     ]
                 )
     print(
-        f"Gzip levels on {args.rows:,} {args.shape} events (members of {size:,} rows), one thread:"
+        f"Gzip levels on {args.rows:,} {args.shape} events (members of {member:,} rows), one thread:"
     )
     print(table(["format", "level", "speed (CPU)", "ratio", "size / COPY's"], lines))
 
