@@ -34,7 +34,7 @@ from dataflow_assets.store.schema import PropertyType, connect, property_types, 
 SLICE_SEQ = 262_144
 #: Arrow bytes a slice aims at: ~185,000 events of 23 short properties, ~75,000 of 52 Piano-like
 #: ones. Slice sizes follow the rows' measured width so that wide rows do not multiply memory
-#: (a fixed 262,144 events took a 10M-event Piano-like NDJSON generation to 1.2 GiB).
+#: (fixed slices of 262,144 events took a 10M-event Piano-like NDJSON generation to 1 GiB).
 SLICE_BYTES = 48 * 2**20
 #: The first slice of a window, read before its rows' width is known, and the smallest one.
 FIRST_SLICE_SEQ = 16_384
