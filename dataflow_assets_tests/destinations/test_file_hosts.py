@@ -150,7 +150,7 @@ def test_overwrite_is_atomic(host: Host, folder: str, tmp_path: Path) -> None:
     target = host.root / folder / "data.csv.gz"
     local = tmp_path / "new"
     local.write_bytes(new)
-    seen: set[bytes] = set()
+    seen = {b"A": threading.Event(), b"B": threading.Event()}
     bad: list[int] = []
     done = threading.Event()
 
@@ -159,20 +159,21 @@ def test_overwrite_is_atomic(host: Host, folder: str, tmp_path: Path) -> None:
             data = target.read_bytes()
             if data not in (old, new):
                 bad.append(len(data))
-            seen.add(data[:1])
+            elif data:
+                seen[data[:1]].set()
 
     with host.connect() as dest:
         dest.put_bytes(old, f"{folder}/data.csv.gz")
         thread = threading.Thread(target=reader)
         thread.start()
         try:
+            assert seen[b"A"].wait(10)  # the reader is reading before the upload starts
             dest.put_file(local, f"{folder}/data.csv.gz")
-            time.sleep(0.05)
+            assert seen[b"B"].wait(10)  # and still reading once the new content is there
         finally:
             done.set()
             thread.join()
     assert not bad
-    assert seen == {b"A", b"B"}
     assert target.read_bytes() == new
     assert _leftovers(target.parent) == []
 
