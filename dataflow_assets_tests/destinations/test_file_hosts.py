@@ -6,10 +6,10 @@ stays in test_ftp.py and test_sftp.py."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
-import ssl
 import threading
 import time
 import uuid
@@ -21,10 +21,7 @@ import pytest
 
 from dataflow_assets.destinations import DestinationError, RemoteFile
 from dataflow_assets.destinations.base import Destination
-from dataflow_assets.destinations.ftp import FtpHost
-from dataflow_assets.destinations.sftp import SftpHost
-from dataflow_assets.flow import FtpDestination, SftpDestination
-from dataflow_assets_tests.server_fixtures import FAST_RETRY
+from dataflow_assets_tests.destinations.hosts import ftp_host, leftovers, sftp_host
 from dataflow_assets_tests.servers import FtpServer, SshdServer, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,52 +46,16 @@ class Host:
         return f"{self.scheme}://{server.user}@{server.host}:{port or server.port}"
 
 
-def _ftp(server: FtpServer) -> Callable[..., Destination]:
-    def connect(port: int | None = None) -> Destination:
-        spec = FtpDestination.model_validate(
-            {
-                "type": "ftp",
-                "host": server.host,
-                "port": port or server.port,
-                "username": server.user,
-                "password_env": PASSWORD_ENV,
-                "tls": server.tls,
-            }
-        )
-        ca = server.ca_file
-        context = ssl.create_default_context(cafile=str(ca)) if ca else None
-        return FtpHost(spec, retry=FAST_RETRY, timeout=5, ssl_context=context)
-
-    return connect
-
-
-def _sftp(server: SshdServer) -> Callable[..., Destination]:
-    def connect(port: int | None = None) -> Destination:
-        spec = SftpDestination.model_validate(
-            {
-                "type": "sftp",
-                "host": server.host,
-                "port": port or server.port,
-                "username": server.user,
-                "known_hosts": str(server.known_hosts),
-                "password_env": PASSWORD_ENV,
-            }
-        )
-        return SftpHost(spec, retry=FAST_RETRY, timeout=5)
-
-    return connect
-
-
 @pytest.fixture(params=["ftps", "ftp", "sftp"])
 def host(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Host:
     """Each test runs against FTPS, plain FTP and sFTP, with the right password in the env."""
     if request.param == "sftp":
         sshd: SshdServer = request.getfixturevalue("sshd")
-        found = Host("sftp", sshd, _sftp(sshd))
+        found = Host("sftp", sshd, functools.partial(sftp_host, sshd, password_env=PASSWORD_ENV))
     else:
         name = "ftps_server" if request.param == "ftps" else "ftp_plain_server"
         ftpd: FtpServer = request.getfixturevalue(name)
-        found = Host("ftp", ftpd, _ftp(ftpd))
+        found = Host("ftp", ftpd, functools.partial(ftp_host, ftpd, password_env=PASSWORD_ENV))
     monkeypatch.setenv(PASSWORD_ENV, found.server.password)
     return found
 
@@ -105,10 +66,6 @@ def folder(host: Host) -> str:
     name = f"out-{uuid.uuid4().hex[:8]}"
     host.server.make_folder(name)
     return name
-
-
-def _leftovers(directory: Path) -> list[str]:
-    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_round_trip(host: Host, folder: str, tmp_path: Path) -> None:
@@ -175,7 +132,7 @@ def test_overwrite_is_atomic(host: Host, folder: str, tmp_path: Path) -> None:
             thread.join()
     assert not bad
     assert target.read_bytes() == new
-    assert _leftovers(target.parent) == []
+    assert leftovers(target.parent) == []
 
 
 def test_check_folder_refuses_a_missing_folder(host: Host) -> None:

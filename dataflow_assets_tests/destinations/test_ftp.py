@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import ssl
 import uuid
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from dataflow_assets.destinations import DestinationError, destination_for
 from dataflow_assets.destinations.ftp import FtpHost
 from dataflow_assets.flow import FlowSpec, FtpDestination
+from dataflow_assets_tests.destinations.hosts import ftp_host, leftovers
 from dataflow_assets_tests.server_fixtures import FAST_RETRY
 from dataflow_assets_tests.servers import FtpServer
 
@@ -45,23 +45,7 @@ def folder(ftpd: FtpServer) -> str:
 
 
 def _ftp(server: FtpServer, *, port: int | None = None, **fields: object) -> FtpHost:
-    spec = FtpDestination.model_validate(
-        {
-            "type": "ftp",
-            "host": server.host,
-            "port": port or server.port,
-            "username": server.user,
-            "password_env": PASSWORD_ENV,
-            "tls": server.tls,
-            **fields,
-        }
-    )
-    context = ssl.create_default_context(cafile=str(server.ca_file)) if server.ca_file else None
-    return FtpHost(spec, retry=FAST_RETRY, timeout=5, ssl_context=context)
-
-
-def _leftovers(directory: Path) -> list[str]:
-    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+    return ftp_host(server, port=port, **{"password_env": PASSWORD_ENV, **fields})
 
 
 def test_overwrite_where_rename_refuses_an_existing_target(ftpd: FtpServer, folder: str) -> None:
@@ -73,7 +57,7 @@ def test_overwrite_where_rename_refuses_an_existing_target(ftpd: FtpServer, fold
             assert ftp.read_bytes(f"{folder}/r") == b"new"
     finally:
         ftpd.faults.refuse_rename_onto_existing = False
-    assert _leftovers(ftpd.root_dir / folder) == []
+    assert leftovers(ftpd.root_dir / folder) == []
 
 
 def test_connection_dropped_mid_upload_recovers(
@@ -90,7 +74,7 @@ def test_connection_dropped_mid_upload_recovers(
     assert ftpd.faults.dropped == dropped + 1
     assert "retrying" in caplog.text
     assert (ftpd.root_dir / folder / "big").read_bytes() == payload
-    assert _leftovers(ftpd.root_dir / folder) == []  # the dropped attempt's partial file too
+    assert leftovers(ftpd.root_dir / folder) == []  # the dropped attempt's partial file too
 
 
 def test_ftps_refuses_an_untrusted_certificate(ftps: FtpServer) -> None:

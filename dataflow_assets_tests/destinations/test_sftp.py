@@ -11,8 +11,8 @@ import pytest
 
 from dataflow_assets.destinations import DestinationError, destination_for
 from dataflow_assets.destinations.sftp import SftpHost
-from dataflow_assets.flow import FlowSpec, SftpDestination
-from dataflow_assets_tests.server_fixtures import FAST_RETRY
+from dataflow_assets.flow import FlowSpec
+from dataflow_assets_tests.destinations.hosts import leftovers, sftp_host
 from dataflow_assets_tests.servers import SshdServer, TcpProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,20 +35,7 @@ def password(sshd: SshdServer, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _sftp(sshd: SshdServer, *, port: int | None = None, **fields: str) -> SftpHost:
-    spec = {
-        "type": "sftp",
-        "host": sshd.host,
-        "port": port or sshd.port,
-        "username": sshd.user,
-        "known_hosts": str(sshd.known_hosts),
-        "password_env": PASSWORD_ENV,
-        **fields,
-    }
-    return SftpHost(SftpDestination.model_validate(spec), retry=FAST_RETRY, timeout=5)
-
-
-def _leftovers(directory: Path) -> list[str]:
-    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]
+    return sftp_host(sshd, port=port, **{"password_env": PASSWORD_ENV, **fields})
 
 
 def test_round_trip_with_private_key(sshd: SshdServer, folder: str) -> None:
@@ -138,4 +125,4 @@ def test_connection_dropped_mid_upload_recovers(
             assert sftp.read_bytes(f"{folder}/big") == payload
     assert "retrying" in caplog.text
     assert (sshd.root_dir / folder / "big").read_bytes() == payload
-    assert _leftovers(sshd.root_dir / folder) == []  # the dropped attempt's partial file too
+    assert leftovers(sshd.root_dir / folder) == []  # the dropped attempt's partial file too
