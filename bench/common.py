@@ -3,6 +3,7 @@ peak RSS, medians, and a plain-text table."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -10,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +179,24 @@ def dagster_harness(
     flow = bench_flow(root / "dest", fmt, granularity, **extra)
     defs = build_definitions(FlowSet([flow]), db)
     return DagsterHarness(root, db, flow, defs, dg.DagsterInstance.get())
+
+
+@contextlib.contextmanager
+def dagster_deployment(
+    prefix: str, events: int, fmt: str = "csv", granularity: str = "hour"
+) -> Iterator[tuple[Path, DagsterHarness]]:
+    """A throw-away deployment under ``bench/out``: a copy of the cached ``events``-event store
+    and a Dagster harness on it; removed afterwards. Yields the store's path and the harness."""
+    import shutil as _shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=OUT))
+    try:
+        db = root / "events.duckdb"
+        _shutil.copyfile(ensure_store(events), db)
+        yield db, dagster_harness(root, db, fmt, granularity)
+    finally:
+        _shutil.rmtree(root, ignore_errors=True)
 
 
 class Timer:

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OUT, Timer, dagster_harness, ensure_store, median, table
+from bench.common import Timer, dagster_deployment, median, table
 from bench.datagen import START, append
 
 
@@ -34,11 +32,7 @@ def main() -> None:
     parser.add_argument("--format", default="csv")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="spread-", dir=OUT))
-    try:
-        db = root / "events.duckdb"
-        shutil.copyfile(ensure_store(args.events), db)
-        h = dagster_harness(root, db, args.format, "quarter_hour")
+    with dagster_deployment("spread-", args.events, args.format, "quarter_hour") as (db, h):
         import dataflow_assets.assets as assets
 
         work = Timer(assets, "run_generation")
@@ -98,8 +92,6 @@ def main() -> None:
                 lines,
             )
         )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
