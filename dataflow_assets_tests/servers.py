@@ -96,118 +96,200 @@ def wait_for_port(port: int, timeout: float = 10.0, alive: Any = None) -> None:
     raise ServerUnavailable(f"nothing listens on {LOCALHOST}:{port} after {timeout:g}s")
 
 
-# -- TCP proxy --------------------------------------------------------------------------------
+# -- a TCP link that fails on demand ---------------------------------------------------------
 
 
-class TcpProxy:
-    """Forwards ``127.0.0.1:port`` to a target and drops connections on demand.
+class FaultyLink:
+    """``127.0.0.1:port`` forwarding to ``target_port`` that misbehaves on demand.
 
-    ``cut_after(n)`` arms a one-shot fault: the first connection that has sent ``n`` bytes
-    towards the target is reset (both sides get an RST), as a network failing mid-upload would.
-    ``cut_all()`` resets every open connection now. New connections are always accepted, so a
-    client that reconnects recovers. ``cuts`` counts the connections cut so far.
+    It can be taken ``down`` (connection refused), ``stall``ed (accepts, then never answers: a
+    hung server or a black-holed route), ``slow``ed (latency on every chunk), or made to reset
+    connections after some bytes (``cut_after``: a network dropping mid-upload; ``cuts`` counts
+    them). ``up`` heals it on the same port, as a server coming back would.
     """
 
-    def __init__(self, target_port: int, target_host: str = LOCALHOST) -> None:
-        self.target = (target_host, target_port)
-        self._listener = socket.create_server((LOCALHOST, 0))
+    def __init__(self, target_port: int) -> None:
+        self.target = (LOCALHOST, target_port)
         self.host = LOCALHOST
-        self.port: int = self._listener.getsockname()[1]
+        self.port = 0
+        self.mode = "up"
+        self.delay = 0.0
         self.cuts = 0
-        self._lock = threading.Lock()
         self._cut_after: int | None = None
-        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        self._cut_every = False
+        self._stall_after: int | None = None
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
         self._stopped = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._listen()
 
-    def __enter__(self) -> TcpProxy:
-        thread = threading.Thread(target=self._accept, name=f"proxy:{self.port}", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+    # -- switches -----------------------------------------------------------------------------
+
+    def up(self) -> None:
+        """Forward again (rebinding the port if it was down); no delay, no cuts."""
+        self.mode, self.delay = "up", 0.0
+        with self._lock:
+            self._cut_after, self._cut_every, self._stall_after = None, False, None
+        if self._listener is None:
+            self._listen()
+
+    def down(self) -> None:
+        """Nothing listens on the port any more (connection refused); open connections drop."""
+        self.mode = "down"
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        self._reset_all()
+
+    def stall(self) -> None:
+        """Accept connections but never answer (open connections stop being served too)."""
+        self.mode = "stall"
+
+    def slow(self, seconds: float) -> None:
+        """Forward with ``seconds`` of latency on every chunk, both ways."""
+        self.mode, self.delay = "up", seconds
+
+    def stall_after(self, nbytes: int) -> None:
+        """Stall (see ``stall``) once a connection has sent ``nbytes``: a server hanging
+        mid-upload."""
+        with self._lock:
+            self._stall_after = nbytes
+
+    def cut_after(self, nbytes: int, *, every: bool = False) -> None:
+        """Reset the first connection (``every``: each connection) that has sent ``nbytes``."""
+        with self._lock:
+            self._cut_after, self._cut_every = nbytes, every
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((LOCALHOST, self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self.down()
+
+    def __enter__(self) -> FaultyLink:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stopped.set()
+        self.close()
+
+    def _track(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self._sockets.update(socks)
+
+    def _reset(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
         with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        with self._lock:
-            pairs = list(self._pairs)
-        for pair in pairs:
-            self._close(pair, cut=False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            sock.close()
 
-    def cut_after(self, nbytes: int) -> None:
+    def _reset_all(self) -> None:
         with self._lock:
-            self._cut_after = nbytes
+            socks = list(self._sockets)
+        for sock in socks:
+            self._reset(sock)
 
-    def cut_all(self) -> None:
-        with self._lock:
-            pairs = list(self._pairs)
-        for pair in pairs:
-            self._close(pair, cut=True)
-
-    def _close(self, pair: tuple[socket.socket, socket.socket], cut: bool) -> None:
-        """Close both sides: with an RST when ``cut`` (counted), else gracefully (the peer
-        still reads what was forwarded before the other side's EOF)."""
-        with self._lock:
-            if pair not in self._pairs:
-                return
-            self._pairs.discard(pair)
-            self.cuts += cut
-        for sock in pair:
-            with contextlib.suppress(OSError):
-                if cut:  # linger 0: close() sends an RST, as a dropped connection looks
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
-
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while not self._stopped.is_set():
             try:
-                client, _ = self._listener.accept()
-                upstream = socket.create_connection(self.target, timeout=30)
+                client, _ = listener.accept()
             except OSError:
-                if self._stopped.is_set():
-                    return
-                continue
-            pair = (client, upstream)
-            with self._lock:
-                self._pairs.add(pair)
-            thread = threading.Thread(target=self._pump, args=(pair,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+                return
+            self._track(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
-    def _pump(self, pair: tuple[socket.socket, socket.socket]) -> None:
-        client, upstream = pair
-        sent_up = 0
+    def _serve(self, client: socket.socket) -> None:
+        if self.mode == "stall":
+            self._black_hole(client)
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            self._reset(client)
+            return
+        self._track(upstream)
+        sent = 0
+        cut = False
         with selectors.DefaultSelector() as sel:
             sel.register(client, selectors.EVENT_READ, upstream)
             sel.register(upstream, selectors.EVENT_READ, client)
-            while not self._stopped.is_set():
-                with self._lock:
-                    if pair not in self._pairs:
+            try:
+                while not self._stopped.is_set():
+                    if self.mode == "stall":
+                        self._black_hole(client, upstream)
                         return
-                try:
                     for key, _ in sel.select(timeout=0.1):
                         source: socket.socket = key.fileobj  # type: ignore[assignment]
                         data = source.recv(65536)
                         if not data:
-                            self._close(pair, cut=False)
-                            return
+                            raise ConnectionError("closed")
+                        if self.delay:
+                            time.sleep(self.delay)
                         key.data.sendall(data)
                         if source is client:
-                            sent_up += len(data)
+                            sent += len(data)
                             with self._lock:
-                                cut = self._cut_after is not None and sent_up >= self._cut_after
-                                if cut:
-                                    self._cut_after = None
-                            if cut:
-                                self._close(pair, cut=True)
-                                return
-                except (OSError, ValueError):
-                    self._close(pair, cut=False)
-                    return
+                                if self._stall_after is not None and sent >= self._stall_after:
+                                    self._stall_after = None
+                                    self.mode = "stall"
+                            if self._should_cut(sent):
+                                self.cuts += 1
+                                cut = True
+                                raise ConnectionError("cut")
+            except (OSError, ValueError):
+                pass
+        if cut:  # a network failure: both sides get a reset
+            self._reset(client)
+            self._reset(upstream)
+        else:  # one side closed: close the other gracefully, so it reads what was forwarded
+            self._close(client)
+            self._close(upstream)
+
+    def _close(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    def _should_cut(self, sent: int) -> bool:
+        with self._lock:
+            if self._cut_after is None or sent < self._cut_after:
+                return False
+            if not self._cut_every:
+                self._cut_after = None
+            return True
+
+    def _black_hole(self, *socks: socket.socket) -> None:
+        """Read and drop whatever arrives, answer nothing, until the link is healed or closed."""
+        for sock in socks:
+            sock.setblocking(False)
+        while self.mode == "stall" and not self._stopped.is_set():
+            for sock in socks:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    if sock.recv(65536) == b"":
+                        self._reset_all_of(socks)
+                        return
+            time.sleep(0.05)
+        self._reset_all_of(socks)
+
+    def _reset_all_of(self, socks: tuple[socket.socket, ...]) -> None:
+        for sock in socks:
+            self._reset(sock)
 
 
 # -- sshd -------------------------------------------------------------------------------------
@@ -255,7 +337,7 @@ class SshdServer:
 
     def write_known_hosts(self, path: Path, port: int | None = None) -> Path:
         """Write a known_hosts file trusting this server's key at ``port`` (default: its own;
-        pass a ``TcpProxy``'s port to reach the server through the proxy)."""
+        pass a ``FaultyLink``'s port to reach the server through the proxy)."""
         path.write_text(f"[{self.host}]:{port or self.port} {self.host_key_line}\n")
         return path
 
@@ -720,8 +802,14 @@ def run_ftpd(work_dir: Path, tls: bool = True) -> Iterator[FtpServer]:
     root.mkdir(parents=True, exist_ok=True)
     faults = UploadFaults()
     handler, ca_file = _ftp_handler(root, tls, work_dir, faults)
-    server = ThreadedFTPServer((LOCALHOST, 0), handler)
-    server.poll_timeout = 0.05  # type: ignore[attr-defined]  # stop within 50 ms, not 1 s
+    with ftp_serving(ThreadedFTPServer((LOCALHOST, 0), handler), "ftpd") as port:
+        yield FtpServer(LOCALHOST, port, FTP_USER, FTP_PASSWORD, root, tls, ca_file, faults)
+
+
+@contextlib.contextmanager
+def ftp_serving(server: Any, name: str) -> Iterator[int]:
+    """Serve a pyftpdlib server on a thread; yield its port once it listens, stop it after."""
+    server.poll_timeout = 0.05  # stop within 50 ms, not 1 s
     serving = threading.Event()
     serving.set()
 
@@ -729,12 +817,12 @@ def run_ftpd(work_dir: Path, tls: bool = True) -> Iterator[FtpServer]:
         while serving.is_set():
             server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
 
-    thread = threading.Thread(target=serve, name="ftpd", daemon=True)
+    thread = threading.Thread(target=serve, name=name, daemon=True)
     thread.start()
     try:
-        port = server.address[1]
+        port: int = server.address[1]
         wait_for_port(port)
-        yield FtpServer(LOCALHOST, port, FTP_USER, FTP_PASSWORD, root, tls, ca_file, faults)
+        yield port
     finally:
         serving.clear()
         thread.join(timeout=5)

@@ -16,7 +16,7 @@ from dataflow_assets.destinations import DestinationError, RemoteFile, destinati
 from dataflow_assets.destinations.s3 import S3Bucket
 from dataflow_assets.flow import FlowSpec, S3Destination
 from dataflow_assets_tests.server_fixtures import FAST_RETRY
-from dataflow_assets_tests.servers import MotoServer, TcpProxy, free_port
+from dataflow_assets_tests.servers import FaultyLink, MotoServer, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -155,7 +155,7 @@ def test_connection_dropped_mid_upload_recovers(
     moto: MotoServer, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     payload = os.urandom(2 * MiB)
-    with TcpProxy(int(moto.endpoint_url.rsplit(":", 1)[1])) as proxy:
+    with FaultyLink(int(moto.endpoint_url.rsplit(":", 1)[1])) as proxy:
         with _s3(bucket, f"http://{proxy.host}:{proxy.port}") as s3:
             proxy.cut_after(512 * 1024)
             s3.put_bytes(payload, "dropped/once")

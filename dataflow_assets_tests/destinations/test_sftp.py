@@ -13,7 +13,7 @@ from dataflow_assets.destinations import DestinationError, destination_for
 from dataflow_assets.destinations.sftp import SftpHost
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets_tests.destinations.hosts import leftovers, sftp_host
-from dataflow_assets_tests.servers import SshdServer, TcpProxy
+from dataflow_assets_tests.servers import FaultyLink, SshdServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,7 +116,7 @@ def test_connection_dropped_mid_upload_recovers(
     payload = os.urandom(2 * 1024 * 1024)
     local = tmp_path / "big"
     local.write_bytes(payload)
-    with TcpProxy(sshd.port) as proxy:
+    with FaultyLink(sshd.port) as proxy:
         known_hosts = sshd.write_known_hosts(tmp_path / "known_hosts", port=proxy.port)
         with _sftp(sshd, port=proxy.port, known_hosts=str(known_hosts)) as sftp:
             proxy.cut_after(512 * 1024)  # the handshake is a few kB: this is mid-upload

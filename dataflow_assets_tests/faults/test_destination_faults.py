@@ -40,9 +40,10 @@ from dataflow_assets_tests import servers
 from dataflow_assets_tests.faults.checks import audit, flow_dir
 from dataflow_assets_tests.faults.deployment import Deployment
 from dataflow_assets_tests.faults.events import traffic
-from dataflow_assets_tests.faults.netfaults import FaultyLink, QuotaFtpServer, run_quota_ftpd
+from dataflow_assets_tests.faults.netfaults import QuotaFtpServer, run_quota_ftpd
 from dataflow_assets_tests.faults.test_crash import export_until_idle
 from dataflow_assets_tests.servers import (
+    FaultyLink,
     FtpServer,
     MotoServer,
     ServerUnavailable,
