@@ -722,15 +722,7 @@ class FtpServer:
 
     def flow_destination(self, password_env: str, folder: str = "") -> dict[str, Any]:
         """The ``destination:`` mapping of a flow for this server."""
-        return {
-            "type": "ftp",
-            "host": self.host,
-            "port": self.port,
-            "username": self.user,
-            "password_env": password_env,
-            "tls": self.tls,
-            "folder": folder,
-        }
+        return ftp_destination(self, password_env, folder)
 
 
 def _ftp_handler(
@@ -789,6 +781,20 @@ def _ftp_handler(
     context.set_session_id(b"dataflow-test-ftpd")
     attrs.update(ssl_context=context, tls_control_required=True, tls_data_required=True)
     return type("TestTLSFTPHandler", (base_handler,), attrs), ca
+
+
+def ftp_destination(server: Any, password_env: str, folder: str = "") -> dict[str, Any]:
+    """The ``destination:`` mapping of a flow for an FTP server (``host``, ``port``, ``user``,
+    ``tls`` attributes; plain FTP where it has no ``tls``)."""
+    return {
+        "type": "ftp",
+        "host": server.host,
+        "port": server.port,
+        "username": server.user,
+        "password_env": password_env,
+        "tls": getattr(server, "tls", False),
+        "folder": folder,
+    }
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataflow_assets_tests.servers import LOCALHOST, ftp_serving
+from dataflow_assets_tests.servers import LOCALHOST, ftp_destination, ftp_serving
 
 # -- FTP with storage faults ----------------------------------------------------------------
 
@@ -35,15 +35,7 @@ class QuotaFtpServer:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def flow_destination(self, password_env: str, folder: str) -> dict[str, Any]:
-        return {
-            "type": "ftp",
-            "host": self.host,
-            "port": self.port,
-            "username": self.user,
-            "password_env": password_env,
-            "tls": False,
-            "folder": folder,
-        }
+        return ftp_destination(self, password_env, folder)
 
 
 @contextlib.contextmanager
