@@ -4,6 +4,7 @@ dataflow validate [FILE...]          verdict per flow file; exit 1 if any is inv
 dataflow ingest FILE...              append events; exit 1 if any row was rejected
 dataflow export [FLOW...]            one generation of each flow now
 dataflow regenerate FLOW --from X --to Y
+dataflow status [FLOW...] [--json]   one line per flow: state, delivered, waiting, next tick
 dataflow demo [--serve]              demo events, a first generation, the UI
 """
 
@@ -221,6 +222,38 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """One line per flow (or a JSON array with ``--json``); exit 1 when a flow is failing or
+    behind, 2 when a named flow is unknown."""
+    import json
+
+    import dagster as dg
+
+    from dataflow_assets.export import ensure_dagster_home
+    from dataflow_assets.status import BEHIND, FAILING, flow_status
+
+    ensure_dagster_home()
+    flows = load_flows()
+    for error in flows.errors:
+        print(f"skipping invalid flow: {error}", file=sys.stderr)
+    instance = dg.DagsterInstance.get()
+    try:
+        targets = [flows.by_name(n) for n in args.flows] if args.flows else list(flows.flows)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    statuses = [flow_status(instance, flow, Path(args.db)) for flow in targets]
+    instance.dispose()
+    if args.json:
+        print(json.dumps([s.to_json() for s in statuses], indent=2))
+    else:
+        if not statuses:
+            print(f"no flow in {default_flows_dir()}")
+        for status in statuses:
+            print(status.line())
+    return 1 if any(s.state in (FAILING, BEHIND) for s in statuses) else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dataflow_assets.demo import TrafficGenerator, write_ndjson
     from dataflow_assets.store.ingest import ingest_file
@@ -326,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", required=True, help="end instant (excluded)")
     p.add_argument("--db", default=str(default_db_path()), help=db_help)
     p.set_defaults(func=cmd_regenerate)
+
+    p = sub.add_parser("status", help="how every flow is doing, one line per flow")
+    p.add_argument("flows", nargs="*", help="flow names (default: every flow)")
+    p.add_argument("--json", action="store_true", help="a JSON array, for scripts")
+    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
         "demo", help="load demo events, export once, and (with --serve) serve the UI"
