@@ -24,6 +24,7 @@ from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import DeliveredFile, Generation, GenerationResult, run_generation
 from dataflow_assets.partitions import partitions_def
 from dataflow_assets.planner import generation_from_tags, process_tags
+from dataflow_assets.regenerate import RegenerationError, refuse_incomplete
 from dataflow_assets.resources import EventStore, default_staging_dir
 from dataflow_assets.watermark import delivered, files_key, report_key
 
@@ -80,6 +81,10 @@ def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec) -> Generati
     """A regeneration of the run's partitions, pinned to the delivered watermark at launch."""
     run_tags = context.run.tags
     keys = context.partition_keys
+    try:  # the same rule as `dataflow regenerate`
+        refuse_incomplete(flow, keys[-1])
+    except RegenerationError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     if tags.WATERMARK in run_tags:
         watermark = int(run_tags[tags.WATERMARK])
     else:  # launched from the UI: the watermark when the run starts

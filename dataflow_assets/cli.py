@@ -15,15 +15,18 @@ import datetime as dt
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from dataflow_assets.generation import GenerationResult
 
 from dataflow_assets.consumer.commands import human_bytes as _human
 from dataflow_assets.flow import default_flows_dir, flow_files, load_flow_file, load_flows
@@ -182,12 +185,23 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(
                 f"{flow.name}: generation {gen.id} delivered {len(result.files)} file(s), "
                 f"{result.rows} events, {_human(result.bytes)} in {took:.1f} s "
-                f"(window ({gen.from_seq}, {gen.to_seq}], partitions {outcome.plan.range_start} .. "
-                f"{outcome.plan.range_end}, run {outcome.run_id})"
+                f"(window ({gen.from_seq}, {gen.to_seq}], {_written_partitions(result)}, "
+                f"run {outcome.run_id})"
             )
             print(f"  report: {flow.destination.type}:{result.report_path}")
     instance.dispose()
     return 1 if failures else 0
+
+
+def _written_partitions(result: GenerationResult) -> str:
+    """The partitions a generation's files were written to (not the run's Dagster range, which
+    late events can overflow: see planner.MAX_RANGE_PARTITIONS)."""
+    keys = sorted(result.by_partition())  # keys of one granularity sort as their times
+    if not keys:
+        return "no partition"
+    if len(keys) == 1:
+        return f"partition {keys[0]}"
+    return f"{len(keys)} partitions {keys[0]} .. {keys[-1]}"
 
 
 def cmd_regenerate(args: argparse.Namespace) -> int:
@@ -280,15 +294,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, traffic) -> int:
     from dataflow_assets.demo import write_ndjson
+    from dataflow_assets.serve import DagsterServices
     from dataflow_assets.store.ingest import ingest_file
 
-    env = dict(os.environ)
-    cmd = ["dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
     print(
         f"demo: serving the Dagster UI on http://{args.host}:{args.port} "
         f"(schedules run every 15/60 min; Ctrl-C to stop)"
     )
-    ui = subprocess.Popen(cmd, env=env)
+    ui = DagsterServices("workspace.yaml", args.host, args.port)
     stop = False
 
     def _stop(*_a: object) -> None:
@@ -313,12 +326,7 @@ def _serve(args: argparse.Namespace, traffic) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if ui.poll() is None:
-            ui.send_signal(signal.SIGINT)
-            try:
-                ui.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                ui.kill()
+        ui.stop()
     print(f"demo: stopped; {inserted} live events inserted while serving")
     return 0
 

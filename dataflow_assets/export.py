@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,17 +29,38 @@ if TYPE_CHECKING:  # the type of Dagster's serialized errors (step failures)
 
 
 def ensure_dagster_home(default: Path = Path(".dagster")) -> Path:
-    """``DAGSTER_HOME``, or ``./.dagster`` (with this project's dagster.yaml) when unset."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        default.mkdir(parents=True, exist_ok=True)
-        if not (default / "dagster.yaml").exists() and Path("dagster.yaml").exists():
-            shutil.copyfile("dagster.yaml", default / "dagster.yaml")
-        home = str(default.resolve())
-        os.environ["DAGSTER_HOME"] = home
-    Path(home).mkdir(parents=True, exist_ok=True)
-    initialize_once(Path(home))
-    return Path(home)
+    """``DAGSTER_HOME`` (default ``./.dagster``), given this project's default ``dagster.yaml``
+    when it has none, and its storages created once.
+
+    Without a ``dagster.yaml`` Dagster would warn on every command, print its telemetry banner
+    and run without the one-generation-per-flow limit of the run queue.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    write_default_config(home)
+    initialize_once(home)
+    return home
+
+
+def default_config() -> str:
+    """The default ``dagster.yaml`` of a new ``DAGSTER_HOME`` (``dataflow_assets/dagster.yaml``)."""
+    return resources.files("dataflow_assets").joinpath("dagster.yaml").read_text("utf-8")
+
+
+def write_default_config(home: Path) -> bool:
+    """Write ``default_config()`` into ``home`` unless it has a ``dagster.yaml``; True if written.
+
+    Written under a temporary name and renamed, so a process opening the home at the same
+    moment sees the whole file or none.
+    """
+    target = home / "dagster.yaml"
+    if target.exists():
+        return False
+    tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
+    tmp.write_text(default_config(), encoding="utf-8")
+    os.replace(tmp, target)
+    return True
 
 
 #: Written in DAGSTER_HOME once its storages exist (see ``initialize_once``).
