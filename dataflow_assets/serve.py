@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 
 def _executable(name: str) -> str:
@@ -55,9 +56,18 @@ class DagsterServices:
         port: int,
         env: Mapping[str, str] | None = None,
         log_level: str = "warning",
+        output: IO[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
+        """Start both; their output goes to ``output`` (default: this terminal)."""
         self.processes = [
-            subprocess.Popen(cmd, env=dict(env if env is not None else os.environ))
+            subprocess.Popen(
+                cmd,
+                env=dict(env if env is not None else os.environ),
+                stdout=output,
+                stderr=subprocess.STDOUT if output is not None else None,
+                cwd=cwd,
+            )
             for cmd in commands(workspace, host, port, log_level)
         ]
 
