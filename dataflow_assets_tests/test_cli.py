@@ -116,3 +116,24 @@ def test_a_fresh_dagster_home_gets_the_default_dagster_yaml(tmp_path: Path) -> N
 def test_the_repository_dagster_yaml_holds_the_default_settings() -> None:
     repo = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert repo == yaml.safe_load(default_config())
+
+
+def test_the_demo_evaluates_the_checks_once_and_names_an_old_start_date(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flows = harness.root / "flows"
+    flows.mkdir()
+    recent = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).date()
+    for name, start in (("recent", recent), ("old", dt.date(2026, 1, 1))):
+        (flows / f"{name}.yaml").write_text(
+            f"name: {name}\nstart_date: {start}\nformat: csv\n"
+            f"destination: {{type: local, path: {harness.out.as_posix()}, folder: {name}}}\n"
+        )
+    monkeypatch.setenv("DATAFLOW_FLOWS_DIR", str(flows))
+    assert cli.main(["demo", "--events", "200", "--db", str(harness.db)]) == 0
+    out = capsys.readouterr().out
+    assert "demo: checks of recent: completeness passed, freshness passed" in out, out
+    assert "flow old starts on 2026-01-01" in out and "flow recent starts" not in out
+    key = dg.AssetCheckKey(dg.AssetKey(["recent", "delivery_report"]), "completeness")
+    record = harness.instance.event_log_storage.get_latest_asset_check_execution_by_key([key])
+    assert record[key].status.value == "SUCCEEDED"
