@@ -63,6 +63,29 @@ def _files_table(files: list[DeliveredFile]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def _files_records(files: list[DeliveredFile]) -> dg.MetadataValue:
+    """The files as a table: the UI shows a table metadata value inline on an unpartitioned
+    asset's page, where it folds Markdown behind "[Show Markdown]" (partition pages show both)."""
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("file", "string"),
+            dg.TableColumn("partition", "string"),
+            dg.TableColumn("rows", "int"),
+            dg.TableColumn("bytes", "int"),
+        ]
+    )
+    records = [
+        dg.TableRecord({"file": f.path, "partition": f.partition, "rows": f.rows, "bytes": f.bytes})
+        for f in files[:MAX_LISTED_FILES]
+    ]
+    if len(files) > MAX_LISTED_FILES:
+        more = f"… {len(files) - MAX_LISTED_FILES} more (see the manifest)"
+        records.append(
+            dg.TableRecord({"file": more, "partition": None, "rows": None, "bytes": None})
+        )
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
 def _partition_metadata(generation: Generation, files: list[DeliveredFile]) -> dict[str, Any]:
     md: dict[str, Any] = {
         "generation": generation.id,
@@ -248,7 +271,7 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
                 "file_count": len(generation.files),
                 "rows": generation.rows,
                 "bytes": generation.bytes,
-                "files": _files_table(sorted(generation.files, key=lambda f: f.path)),
+                "files": _files_records(sorted(generation.files, key=lambda f: f.path)),
             }
         )
 
