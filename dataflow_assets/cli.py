@@ -5,6 +5,7 @@ dataflow ingest FILE...              append events; exit 1 if any row was reject
 dataflow export [FLOW...]            one generation of each flow now
 dataflow regenerate FLOW --from X --to Y
 dataflow status [FLOW...] [--json]   one line per flow: state, delivered, waiting, next tick
+dataflow schema [--output FILE]      the JSON Schema of a flow file
 dataflow demo [--serve]              demo events, a first generation, the UI
 """
 
@@ -268,6 +269,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if any(s.state in (FAILING, BEHIND) for s in statuses) else 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from dataflow_assets.flow_schema import render
+
+    text = render()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote the flow file's JSON Schema to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dataflow_assets.demo import TrafficGenerator, write_ndjson
     from dataflow_assets.store.ingest import ingest_file
@@ -402,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="a JSON array, for scripts")
     p.add_argument("--db", default=str(default_db_path()), help=db_help)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("schema", help="print (or write) the JSON Schema of a flow file")
+    p.add_argument("--output", help="write it to this file (e.g. flows/flow.schema.json)")
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser(
         "demo", help="load demo events, export once, and (with --serve) serve the UI"
