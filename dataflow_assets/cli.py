@@ -6,6 +6,7 @@ dataflow export [FLOW...]            one generation of each flow now
 dataflow regenerate FLOW --from X --to Y
 dataflow status [FLOW...] [--json]   one line per flow: state, delivered, waiting, next tick
 dataflow schema [--output FILE]      the JSON Schema of a flow file
+dataflow new [--yes] [--FLAG VALUE...]   create a flow in two steps
 dataflow demo [--serve]              demo events, a first generation, the UI
 """
 
@@ -269,6 +270,56 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if any(s.state in (FAILING, BEHIND) for s in statuses) else 0
 
 
+#: `dataflow new`'s questions that have a flag: (flag, help).
+NEW_FLAGS = [
+    ("sites", "all, or site ids separated by commas"),
+    ("privacy-filter", "yes/no: leave out events whose visitor_privacy_consent is false"),
+    ("all-properties", "yes/no: all existing and future properties"),
+    ("exclude", "with all properties: those to leave out, separated by commas"),
+    ("include", "instead of all: the properties to export, separated by commas"),
+    ("name", "the flow's name"),
+    ("start-date", "first partition, YYYY-MM-DD"),
+    ("format", "csv, json or parquet"),
+    ("csv-separator", ", ; | or tab"),
+    ("frequency", "15, 30 or 60 (minutes)"),
+    ("partitioning", "date, hour, half_hour or quarter_hour"),
+    ("destination", "local, s3, sftp or ftp"),
+    ("path", "local: the destination's root folder"),
+    ("bucket", "s3: the bucket"),
+    ("region", "s3: the region"),
+    ("endpoint-url", "s3: an S3-compatible endpoint"),
+    ("host", "sftp/ftp: the server"),
+    ("port", "sftp/ftp: the port"),
+    ("username", "sftp/ftp: the user"),
+    ("password-env", "sftp/ftp: the environment variable holding the password"),
+    ("private-key", "sftp: a private key file instead of a password"),
+    ("known-hosts", "sftp: the known_hosts file holding the server's host key"),
+    ("tls", "ftp: yes/no, explicit FTPS"),
+    ("folder", "the folder inside the destination"),
+]
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from dataflow_assets.wizard import Dialog, WizardError, run
+
+    answers = {
+        flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _ in NEW_FLAGS
+    }
+    if args.include is not None and answers["all_properties"] is None:
+        answers["all_properties"] = "no"
+    dialog = Dialog(answers, interactive=not args.yes)
+    flows_dir = Path(args.flows_dir) if args.flows_dir else default_flows_dir()
+    try:
+        run(dialog, Path(args.db), flows_dir, probe=not args.no_probe)
+    except WizardError as exc:
+        print(f"dataflow new: {exc}", file=sys.stderr)
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        print("\ndataflow new: stopped; nothing written", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from dataflow_assets.flow_schema import render
 
@@ -415,6 +466,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="a JSON array, for scripts")
     p.add_argument("--db", default=str(default_db_path()), help=db_help)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "new",
+        help="create a flow in two steps (contents, then configuration), in the terminal",
+        description="Asks for a flow's contents (sites, privacy filter, properties, offered "
+        "from the event store) then its configuration (name, format, frequency, partitioning, "
+        "destination), shows the file names, tests the destination and writes a flow file. "
+        "Every question has a flag; with --yes nothing is asked.",
+    )
+    for flag, text in NEW_FLAGS:
+        p.add_argument(f"--{flag}", help=text)
+    p.add_argument("--yes", action="store_true", help="ask nothing: flags and defaults only")
+    p.add_argument("--no-probe", action="store_true", help="do not test the destination")
+    p.add_argument("--flows-dir", help="where to write it (default: $DATAFLOW_FLOWS_DIR or flows/)")
+    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("schema", help="print (or write) the JSON Schema of a flow file")
     p.add_argument("--output", help="write it to this file (e.g. flows/flow.schema.json)")
