@@ -80,10 +80,11 @@ class DagsterServices:
         return None
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """Interrupt both (as Ctrl-C would), wait up to ``timeout_s``, then kill what is left."""
+        """Ask both to stop (SIGTERM: a SIGINT is ignored by processes started in the background),
+        wait up to ``timeout_s``, then kill what is left."""
         for process in self.processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(signal.SIGTERM)
         for process in self.processes:
             try:
                 process.wait(timeout=timeout_s)

@@ -273,8 +273,9 @@ def _write(dialog: Dialog, flow_data: dict[str, Any], target: Path, flows_dir: P
         raise WizardError(new_flow.errors_text(loaded))
     os.replace(tmp, target)
     dialog.say(
-        f"wrote {target}; `dataflow validate` accepts it. Its schedule plans a generation every "
-        f"{loaded.frequency_minutes} minutes once the Dagster daemon reloads the flows; "
-        f"`dataflow export {loaded.name}` runs one now, `dataflow status {loaded.name}` shows it."
+        f"wrote {target}; `dataflow validate` accepts it. `dataflow export {loaded.name}` runs "
+        f"a generation now, `dataflow status {loaded.name}` shows the flow; its schedule (every "
+        f"{loaded.frequency_minutes} minutes) runs once Dagster reloads the code location (the "
+        f"UI's Reload, or a restart)."
     )
     return target
