@@ -16,7 +16,7 @@ import pytest
 from dataflow_assets import cli
 from dataflow_assets.flow import FlowSpec, load_flow_file
 from dataflow_assets.flow_schema import SCHEMA_COMMENT, SCHEMA_FILE
-from dataflow_assets_tests.servers import SshdServer
+from dataflow_assets_tests.servers import FtpServer, MotoServer, SshdServer
 from dataflow_assets_tests.support import T0, Harness, check_delivery, event, reported_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,3 +185,61 @@ def test_the_wizard_checks_the_sftp_host_key_and_delivers_once_it_is_right(
     assert reported_files(sshd.root_dir, folder)
     check_delivery(sshd.root_dir, flow, events, under=folder)
     assert not [p for p in (sshd.root_dir / folder).iterdir() if ".dataflow-probe" in p.name]
+
+
+def flags_of(destination: dict) -> list[str]:
+    """``dataflow new`` flags for a destination mapping of the test servers."""
+    names = {"private_key_path": "private-key", "endpoint_url": "endpoint-url"}
+    out = ["--destination", destination["type"]]
+    for key, value in destination.items():
+        if key != "type":
+            flag = names.get(key, key.replace("_", "-"))
+            out += [
+                f"--{flag}",
+                ("yes" if value else "no") if isinstance(value, bool) else str(value),
+            ]
+    return out
+
+
+def test_flags_make_s3_and_ftps_flows_that_deliver(
+    harness: Harness,
+    moto: MotoServer,
+    bucket: str,
+    ftps_server: FtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    events = traffic(20)
+    harness.ingest(events)
+    flows = harness.root / "flows"
+    base = ["new", "--yes", "--db", str(harness.db), "--flows-dir", str(flows)]
+    # S3: the probe writes, lists and removes its object; then a generation delivers.
+    s3 = moto.flow_destination(bucket, folder="team")
+    assert cli.main([*base, "--name", "to_s3", "--format", "parquet", *flags_of(s3)]) == 0
+    assert "ok: written, listed and removed" in capsys.readouterr().out
+    assert moto.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    flow = load_flow_file(flows / "to_s3.yaml")
+    assert isinstance(flow, FlowSpec) and harness.export(flow).success
+    check_delivery(moto.mirror(bucket, harness.root / "mirror"), flow, events)
+    # A bucket that does not exist: the probe names it, nothing is written.
+    missing = {**s3, "bucket": f"nobucket-{uuid.uuid4().hex[:8]}"}
+    assert cli.main([*base, "--name", "nope", "--format", "csv", *flags_of(missing)]) == 1
+    assert missing["bucket"] in capsys.readouterr().err
+    assert not (flows / "nope.yaml").exists()
+
+    # FTPS: a wrong password is refused and said; the right one delivers.
+    folder = f"wiz/{uuid.uuid4().hex[:8]}"
+    ftps_server.make_folder(folder)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ftps_server.ca_file))
+    monkeypatch.setenv("WIZ_FTP_PASSWORD", "not-the-password")
+    ftp = ftps_server.flow_destination("WIZ_FTP_PASSWORD", folder)
+    assert cli.main([*base, "--name", "to_ftp", "--format", "json", *flags_of(ftp)]) == 1
+    err = capsys.readouterr().err
+    assert "the destination does not work: ftp" in err and "not-the-password" not in err
+    monkeypatch.setenv("WIZ_FTP_PASSWORD", ftps_server.password)
+    assert cli.main([*base, "--name", "to_ftp", "--format", "json", *flags_of(ftp)]) == 0
+    flow = load_flow_file(flows / "to_ftp.yaml")
+    assert isinstance(flow, FlowSpec) and flow.destination.type == "ftp"
+    assert harness.export(flow).success
+    check_delivery(ftps_server.root_dir, flow, events, under=folder)
+    assert not [p for p in (ftps_server.root_dir / folder).iterdir() if "probe" in p.name]
