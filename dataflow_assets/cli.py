@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-if TYPE_CHECKING:
-    from dataflow_assets.generation import GenerationResult
-
 from dataflow_assets.consumer.commands import human_bytes as _human
 from dataflow_assets.flow import default_flows_dir, flow_files, load_flow_file, load_flows
 from dataflow_assets.store.schema import default_db_path
+
+if TYPE_CHECKING:
+    from dataflow_assets.generation import GenerationResult
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
