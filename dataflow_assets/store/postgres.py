@@ -272,9 +272,16 @@ class PostgresStore:
                 con.close()
 
     def _create(self, con: Any) -> None:
-        """The tables, once per store object; under the append lock, so two processes creating
-        the same new store do not race on PostgreSQL's catalogs."""
+        """The tables, once per store object: under the append lock, so two processes creating
+        the same new store do not race on PostgreSQL's catalogs, but only when they are missing
+        (a reader of an existing store must not wait for an append in flight)."""
         with con.cursor() as cur:
+            # The schema is made in one transaction: its last table exists once all do.
+            cur.execute("SELECT to_regclass('store_sequence') IS NOT NULL")
+            if cur.fetchone()[0]:
+                con.rollback()
+                self._ready = True
+                return
             cur.execute(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
             for statement in SCHEMA_STATEMENTS:
                 cur.execute(statement)

@@ -303,6 +303,9 @@ def test_a_window_read_does_not_wait_for_an_append_in_flight(store: PostgresStor
         append.add(table(late), new_properties(store, late))
         rows = in_thread(lambda: read(store, 0, store.max_seq()))
         assert [r["event_id"] for r in rows] == list(range(1, 201))
+        # Nor does a reader in another process (a store object of its own, connecting anew).
+        with PostgresStore(store.url) as other:
+            assert in_thread(other.max_seq) == 200
     assert store.max_seq() == 300
 
 
