@@ -3,8 +3,9 @@
 The instance configs load through Dagster's own validation (``DagsterInstance.from_config``)
 with the pinned dagster, dagster-postgres, dagster-docker and dagster-k8s, against the test
 PostgreSQL server; the compose file, the workspace, the Dockerfile and the Helm values are read
-and cross-checked (every file they name exists, every name they share agrees). Nothing here
-builds an image, starts a container or renders the chart.
+and cross-checked (every file they name exists, every name they share agrees). The image's
+command is run here, outside any container, to serve the code location that the compose
+workspace reaches. Nothing here builds an image, starts a container or renders the chart.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,9 @@ import yaml
 from dagster_docker import DockerRunLauncher
 from dagster_k8s import K8sRunLauncher
 
-from dataflow_assets_tests.servers import PostgresServer
+from dataflow_assets.flow import load_flows
+from dataflow_assets.schedules import job_name
+from dataflow_assets_tests.servers import LOCALHOST, PostgresServer, free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -295,3 +301,61 @@ def test_the_k8s_run_launcher_settings_pass_dagster_k8s_validation(
         assert isinstance(launcher, K8sRunLauncher)
         assert launcher.fail_pod_on_run_failure is True
         assert launcher.env_secrets == ["dataflow-destination-secrets"]
+
+
+def test_the_images_command_serves_the_code_location_the_workspace_names(tmp_path: Path) -> None:
+    """The Dockerfile's CMD, run with this environment's dagster, serves every flow of flows/;
+    the compose workspace (pointed at 127.0.0.1 instead of the `code` service) loads it."""
+    cmd = yaml.safe_load(instruction("CMD")[0])
+    port = free_port()
+    cmd[cmd.index("-h") + 1], cmd[cmd.index("-p") + 1] = LOCALHOST, str(port)
+    bindir = Path(sys.executable).parent
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DATAFLOW_FLOWS_DIR": str(REPO / "flows"),
+        "DATAFLOW_EVENTS_DB": str(tmp_path / "events.duckdb"),
+        "DATAFLOW_STAGING_DIR": str(tmp_path / "staging"),
+    }
+    workspace = load(DEPLOY / "docker" / "workspace.yaml")
+    workspace["load_from"][0]["grpc_server"].update(host=LOCALHOST, port=port)
+    (tmp_path / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+    log = tmp_path / "code-server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [str(bindir / cmd[0]), *cmd[1:]],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the server and the child it spawns
+        )
+    try:
+        wait_for_port(port, timeout=180, alive=lambda: server.poll() is None)
+        # The port opens before the definitions are loaded: ask until they are.
+        deadline = time.monotonic() + 240
+        while True:
+            listed = subprocess.run(
+                [str(bindir / "dagster"), "job", "list", "-w", str(tmp_path / "workspace.yaml")],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            if listed.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-2000:]
+    finally:
+        # SIGKILL at once: the code server does not stop on SIGTERM within 30 s (it is a test
+        # server: nothing of it needs to outlive the test).
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    flows = load_flows(REPO / "flows")
+    assert flows.flows and not flows.errors
+    jobs = set(re.findall(r"^Job: (\S+)$", listed.stdout, re.M))
+    assert {job_name(flow) for flow in flows.flows} <= jobs, listed.stdout[-2000:]
