@@ -64,6 +64,37 @@ _SQL = {
     PropertyType.TIMESTAMP: "TIMESTAMPTZ",
 }
 
+#: How PostgreSQL names each column type (``regtype``), to recognise a column left behind.
+_REGTYPE = {
+    PropertyType.STRING: "text",
+    PropertyType.INTEGER: "bigint",
+    PropertyType.DECIMAL: "double precision",
+    PropertyType.BOOLEAN: "boolean",
+    PropertyType.TIMESTAMP: "timestamp with time zone",
+}
+
+
+def column_statements(cursor: Any, columns: Mapping[str, PropertyType]) -> list[str]:
+    """The DDL that gives ``events`` these columns for properties not yet registered.
+
+    A column can exist without a registry row: its append added it, then rolled back. It holds
+    only nulls then (no committed row has the unregistered property), so one of another type
+    is dropped and made again."""
+    cursor.execute(
+        "SELECT attname, atttypid::regtype::text FROM pg_attribute "
+        "WHERE attrelid = 'events'::regclass AND attnum > 0 AND NOT attisdropped"
+    )
+    existing = dict(cursor.fetchall())
+    statements = []
+    for key, kind in columns.items():
+        if existing.get(key) == _REGTYPE[kind]:
+            continue
+        if key in existing:
+            statements.append(f"ALTER TABLE events DROP COLUMN {quote(key)}")
+        statements.append(f"ALTER TABLE events ADD COLUMN {quote(key)} {_SQL[kind]}")
+    return statements
+
+
 SCHEMA_STATEMENTS = (
     f"""CREATE TABLE IF NOT EXISTS events (
         {SEQ} BIGINT PRIMARY KEY,
@@ -152,11 +183,12 @@ class Append:
         if new and not self.rows:
             # Nothing of this transaction touched `events` yet: add the columns outside it.
             self._store.add_columns(new)
+        elif new:
+            # This transaction already wrote rows: its own lock on `events` would make a
+            # second transaction wait for it, so the columns come in this one.
+            for statement in column_statements(self._cursor, new):
+                self._execute(statement)
         for key, kind in new.items():
-            if self.rows:
-                self._execute(
-                    f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {quote(key)} {_SQL[kind]}"
-                )
             valid = (
                 pc.indices_nonzero(pc.is_valid(table.column(key)))
                 if key in table.column_names
@@ -289,7 +321,8 @@ class PostgresStore:
         self._ready = True
 
     def add_columns(self, columns: Mapping[str, PropertyType]) -> None:
-        """Add ``columns`` to ``events`` (if missing) in a transaction of their own.
+        """Give ``events`` these columns for properties not yet registered (see
+        ``column_statements``), in a transaction of their own.
 
         The exclusive lock a column needs waits behind running reads, and new reads queue
         behind it: each try gives up after ``DDL_LOCK_TIMEOUT`` so no reader waits longer, and
@@ -300,10 +333,8 @@ class PostgresStore:
             while True:
                 try:
                     cur.execute(f"SET lock_timeout = '{int(DDL_LOCK_TIMEOUT * 1000)}ms'")
-                    for key, kind in columns.items():
-                        cur.execute(
-                            f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {quote(key)} {_SQL[kind]}"
-                        )
+                    for statement in column_statements(cur, columns):
+                        cur.execute(statement)
                     con.commit()
                     return
                 except adbc.Error as exc:

@@ -38,6 +38,7 @@ TYPES = {
     "visitor_privacy_consent": P.BOOLEAN,
     "coupon": P.STRING,
 }
+OPTIONAL = [k for k in TYPES if k not in ("hit_time_utc", "event_id", "site_id")]
 
 
 @pytest.fixture
@@ -199,6 +200,26 @@ def test_bad_input_is_refused_by_name_and_writes_nothing(
     with pytest.raises(PostgresStoreError, match=message):
         store.append(table(rows, types), news)
     assert store.max_seq() == 1 and store.property_types() == known
+
+
+def test_a_rolled_back_append_leaves_nothing_that_changes_a_later_one(
+    store: PostgresStore,
+) -> None:
+    add(store, [event(1)])
+    with pytest.raises(RuntimeError, match="the ingest failed"), store.appending() as append:
+        append.add(table([event(2, coupon="c2")]), {"coupon": P.STRING})
+        append.add(table([event(3, qty=3)]), {"qty": P.INTEGER})  # a column inside the append
+        raise RuntimeError("the ingest failed")
+    assert store.max_seq() == 1 and set(store.property_types()) == set(TYPES) - set(OPTIONAL)
+    # The same keys come back with other types: the columns the failed append left follow them.
+    later = [event(4, coupon=4), event(5, qty="q5")]
+    types = {**TYPES, "coupon": P.INTEGER, "qty": P.STRING}
+    store.append(table(later, types), {"coupon": P.INTEGER, "qty": P.STRING})
+    assert [(r.get("coupon"), r.get("qty")) for r in read(store, 0, 3)] == [
+        (None, None),
+        (4, None),
+        (None, "q5"),
+    ]
 
 
 def test_a_registered_property_keeps_its_type(store: PostgresStore) -> None:
