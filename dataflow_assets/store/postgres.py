@@ -5,7 +5,8 @@ Tables (as in ``store.schema``):
 - ``events``: one row per event; ``ingest_seq`` (primary key) is the insertion sequence
   1, 2, ... in commit order, one typed column per property; a property first seen in a later
   append becomes a new column.
-- ``properties``: the type registry, key -> (type, ``first_seen_seq``).
+- ``properties``: the type registry, key -> (type, ``first_seen_seq``: the first sequence of
+  the append that brought the key, as the DuckDB store's ingest records it per load).
 - ``loads``: one row per append (audit): source, rows, rejected, first and last sequence.
 - ``store_identity``: one row, the store's identity (a UUID), made with the store.
 - ``store_sequence``: one row, the last insertion sequence handed out.
@@ -171,7 +172,7 @@ class Append:
 
         ``table`` holds property columns only (no ``ingest_seq``), each of its property's Arrow
         type; ``new_properties`` are the keys it introduces (registered now, as new columns,
-        with the sequence of their first non-null row). Raises ``PostgresStoreError`` naming
+        seen from the append's first sequence). Raises ``PostgresStoreError`` naming
         the column on an unknown key, a type other than the registry's, or a missing required
         property; the transaction then writes nothing.
         """
@@ -189,17 +190,13 @@ class Append:
             for statement in column_statements(self._cursor, new):
                 self._execute(statement)
         for key, kind in new.items():
-            valid = (
-                pc.indices_nonzero(pc.is_valid(table.column(key)))
-                if key in table.column_names
-                else []
-            )
-            seen = first + (valid[0].as_py() if len(valid) else 0)
+            # Seen from the append's first sequence, as the DuckDB store's ingest records a
+            # load's new keys: the same window then has the same columns in both stores.
             self._execute(
                 "INSERT INTO properties (key, type, first_seen_seq) VALUES ($1, $2, $3)",
-                (key, kind.value, seen),
+                (key, kind.value, self.first_seq),
             )
-            self.types[key] = (kind, seen)
+            self.types[key] = (kind, self.first_seq)
         seqs = pa.array(range(first, first + table.num_rows), pa.int64())
         self._cursor.adbc_ingest("events", table.append_column(SEQ, seqs), mode="append")
         self.last_seq = first + table.num_rows - 1

@@ -9,6 +9,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -17,10 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflow_assets.partitions import Granularity
+from dataflow_assets.store.ingest import ingest_file
 from dataflow_assets.store.postgres import Appended, PostgresStore, PostgresStoreError
-from dataflow_assets.store.schema import PropertyType
-from dataflow_assets.store.window import WindowQuery, window_columns
+from dataflow_assets.store.schema import REQUIRED, PropertyType, connect, property_types
+from dataflow_assets.store.window import WindowQuery, stage_window, window_columns
 from dataflow_assets_tests.servers import PostgresServer
+from dataflow_assets_tests.support import event as support_event
+from dataflow_assets_tests.support import write_ndjson
 
 UTC = dt.UTC
 P = PropertyType
@@ -150,12 +154,12 @@ def test_every_type_round_trips_in_its_arrow_type(
     ]
 
 
-def test_a_later_property_becomes_a_column_from_its_first_row(store: PostgresStore) -> None:
+def test_a_later_property_becomes_a_column_from_its_append(store: PostgresStore) -> None:
     first = add(store, [event(k) for k in range(1, 6)])
     later = [event(6), event(7, coupon="X7"), event(8, coupon="X8")]
     second = add(store, later)
     types = store.property_types()
-    assert types["coupon"] == (P.STRING, second.first_seq + 1)
+    assert types["coupon"] == (P.STRING, second.first_seq)
     # A window ending before the property was seen does not have its column.
     assert "coupon" not in dict(window_columns(types, first.last_seq, None))
     rows = read(store, 0, store.max_seq())
@@ -363,3 +367,64 @@ def test_a_new_column_waits_only_for_reads_already_running(store: PostgresStore)
     writer.join(timeout=30)
     assert done and done[0].last_seq == 101
     assert read(store, 100, 101)[0]["coupon"] == "c"
+
+
+# -- the same windows as the DuckDB store -------------------------------------------------------
+
+
+def test_the_same_events_give_the_same_windows_as_the_duckdb_store(
+    store: PostgresStore, tmp_path: Path
+) -> None:
+    """Events ingested into a DuckDB store, then appended in its insertion order to the
+    PostgreSQL store: the registry, the columns, the Arrow types and every window's rows agree."""
+    at = dt.datetime(2026, 11, 20, 8, tzinfo=UTC)
+    events = [
+        support_event(
+            k,
+            at + dt.timedelta(minutes=k * 7 % 300, microseconds=k),
+            site_id=1 + k % 3,
+            page=f"page {k} ü",
+            **({"qty": k % 9} if k % 2 else {}),
+            **({"price": k / 8} if k % 3 else {}),
+            **({"flag": k % 4 == 0} if k > 20 else {}),
+            **({"visitor_privacy_consent": k % 5 != 0} if k % 7 else {}),
+            **({"coupon": f"c{k}"} if k > 60 else {}),
+        )
+        for k in range(1, 121)
+    ]
+    db = tmp_path / "events.duckdb"
+    assert ingest_file(db, write_ndjson(tmp_path / "batch.ndjson", events)).rejected == 0
+    with connect(db, read_only=True) as con:
+        duck_types = property_types(con)
+        rows = con.sql("SELECT * EXCLUDE (ingest_seq) FROM events ORDER BY ingest_seq").arrow()
+    if isinstance(rows, pa.RecordBatchReader):
+        rows = rows.read_all()
+    arrow = pa.schema([(n, duck_types[n][0].arrow) for n in rows.column_names])
+    store.append(rows.cast(arrow), {k: t for k, (t, _) in duck_types.items() if k not in REQUIRED})
+    assert store.property_types() == duck_types
+
+    def key(row: dict[str, Any]) -> int:
+        return int(row["event_id"])
+
+    for query in [
+        WindowQuery(0, 120, Granularity.HOUR, None),
+        WindowQuery(0, 120, Granularity.QUARTER_HOUR, None, privacy_filter=False),
+        WindowQuery(10, 90, Granularity.DATE, None, sites=[1, 3]),
+        WindowQuery(
+            0,
+            60,
+            Granularity.HOUR,
+            lambda k: k != "page",
+            min_time=at + dt.timedelta(hours=1),
+            max_time=at + dt.timedelta(hours=3),
+        ),
+    ]:
+        staged = stage_window(db, query)
+        duck = [r for _, piece in staged.pieces() for r in piece.to_pylist()]
+        columns = window_columns(store.property_types(), query.to_seq, query.select)
+        assert columns == staged.columns
+        ours = []
+        for batch in store.read_window(query, columns):
+            assert batch.drop_columns(["ingest_seq"]).schema == staged.schema
+            ours.extend(batch.drop_columns(["ingest_seq"]).to_pylist())
+        assert duck and sorted(ours, key=key) == sorted(duck, key=key), query
