@@ -13,7 +13,8 @@ Exactly once is the ledger's job (ledger.py), not the cursor's: a lost or reset 
 again for files not in the ledger, and nothing the ledger holds is ingested twice. A file
 asked for whose run finished without putting it in the ledger (a failure, the store busy) is
 asked for again, with the next attempt number; one whose run never appeared, after
-``RETRY_SECONDS``.
+``RETRY_SECONDS``. While a landing run is queued or running, no other is asked for: the files
+that settle meanwhile go into the next run, one batch (up to ``max_files_per_run`` a run).
 
 Run keys are deterministic: ``landing-<sha256 of the batch's (uri, size, stamp) and attempt>``.
 """
@@ -93,6 +94,13 @@ def evaluate(
             ready.append((file, attempt + 1))
         else:
             ready.append((file, 0))
+    if not all(run_done.values()):
+        # One landing run at a time: files that settle meanwhile make the next run's batch (a
+        # backlog of small runs would queue behind each other for the store's write lock).
+        for file, _attempt in ready:
+            if file.uri in inflight:
+                new_inflight[file.uri] = inflight[file.uri]
+        ready = []
     requests = []
     size = config.max_files_per_run
     for start in range(0, len(ready), size):

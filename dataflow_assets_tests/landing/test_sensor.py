@@ -215,3 +215,22 @@ def test_a_run_that_never_ingested_is_asked_for_again(rig: LandingRig, landing: 
     assert retry.run_key != request.run_key
     assert metadata(rig.run(retry))["rows"] == 2
     assert rig.tick() == []
+
+
+def test_one_landing_run_at_a_time(rig: LandingRig, landing: Path) -> None:
+    a, b, c = good_events(1, 2), good_events(10, 2), good_events(20, 2)
+    (landing / "a.ndjson").write_text(ndjson(a))
+    rig.tick()
+    [first] = rig.tick()
+    queued = rig.instance.create_run_for_job(
+        rig.defs.get_job_def("landing_ingest"), run_config=first.run_config, tags=first.tags
+    )
+    (landing / "b.ndjson").write_text(ndjson(b))
+    rig.tick()
+    (landing / "c.ndjson").write_text(ndjson(c))
+    assert rig.tick() == [] and rig.tick() == []  # b and c settled, a's run still queued
+    assert metadata(rig.run(first))["file_names"] == "a.ndjson"  # a's run (re-created here)
+    rig.instance.report_run_failed(queued)  # the queued copy never runs: treat it as done
+    [together] = rig.tick()
+    assert metadata(rig.run(together))["file_names"] == "b.ndjson, c.ndjson"
+    assert store_rows(rig.db) == expected_rows(a + b + c)
