@@ -64,6 +64,12 @@ def test_yaml_file_with_variables_overriding(tmp_path: Path, monkeypatch) -> Non
             "DATAFLOW_LANDING_INTERVAL_SECONDS: Input should be a valid integer",
         ),
         (None, {"DATAFLOW_LANDING_CONFIG": "missing.yaml"}, "missing.yaml: cannot read"),
+        (  # the example of docs/events.md
+            None,
+            {"DATAFLOW_LANDING": "d", "DATAFLOW_LANDING_SETTLE_SECONDS": "soon"},
+            "DATAFLOW_LANDING_SETTLE_SECONDS: Input should be a valid number, unable to parse "
+            "string as a number (got 'soon')",
+        ),
     ],
 )
 def test_bad_configuration_is_named(
