@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from dataflow_assets.landing.config import LandingConfig
-from dataflow_assets.landing.sensor import BATCH_TAG
+from dataflow_assets.landing.sensor import BATCH_TAG, RETRY_SECONDS, evaluate
 from dataflow_assets_tests.landing.rig import (
     BAD_LINES,
     LandingRig,
@@ -234,3 +234,24 @@ def test_one_landing_run_at_a_time(rig: LandingRig, landing: Path) -> None:
     [together] = rig.tick()
     assert metadata(rig.run(together))["file_names"] == "b.ndjson, c.ndjson"
     assert store_rows(rig.db) == expected_rows(a + b + c)
+
+
+def test_a_run_asked_for_but_never_created_is_asked_for_again(
+    rig: LandingRig, landing: Path
+) -> None:
+    (landing / "a.ndjson").write_text(ndjson(good_events(1, 2)))
+    t0 = time.time()
+
+    def tick(at: float) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(instance=rig.instance, cursor=rig.cursor)
+        result = evaluate(context, rig.config, rig.db, now=at)
+        rig.cursor = result.cursor
+        return list(result.run_requests or [])
+
+    assert tick(t0) == []
+    [asked] = tick(t0 + 1)
+    assert tick(t0 + 2) == []  # no run yet: it may still be on its way
+    assert tick(t0 + RETRY_SECONDS) == []
+    [again] = tick(t0 + 2 + RETRY_SECONDS)
+    assert again.run_key != asked.run_key
+    assert metadata(rig.run(again))["rows"] == 2
