@@ -100,6 +100,7 @@ def _ingest_one(db: Path, zone: Zone, file: LandedFile, run_id: str | None) -> F
                 if not zone.unchanged(file):
                     raise FileChanged(f"{file.name}: changed while it was read")
                 record_ingested(con, file, checksum, first, last, run_id)
+                zone.name_source(con, file, local)
                 # Rejected rows are published before the commit: a crash in between leaves the
                 # file to load again (its rejected file rewritten), never loaded without them.
                 publish(local)

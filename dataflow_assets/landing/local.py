@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
+
 from dataflow_assets.landing.files import FileChanged, LandedFile, is_landing_name
 
 
@@ -58,6 +60,9 @@ class LocalZone:
     def publish_rejected(self, file: LandedFile, local: Path) -> str:
         """Where the file's rejected rows are (already beside it)."""
         return str(local)
+
+    def name_source(self, con: duckdb.DuckDBPyConnection, file: LandedFile, local: Path) -> None:
+        """The store's ``loads`` row already names the file itself."""
 
     def unchanged(self, file: LandedFile) -> bool:
         """Whether the file is still the version that was read (checked before the commit)."""

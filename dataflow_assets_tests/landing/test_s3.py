@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import duckdb
+
 from dataflow_assets.landing.config import LandingConfig
 from dataflow_assets_tests.landing.rig import (
     BAD_LINES,
@@ -58,6 +60,9 @@ def test_objects_under_the_prefix_are_ingested_once(
     assert metadata(rig.run(request))["sequence_range"] == "7..9"
     assert rig.tick() == []
     assert sorted(store_rows(rig.db)) == sorted(expected_rows(a + b + c))
+    with duckdb.connect(str(rig.db), read_only=True) as con:  # the store's audit of loads
+        sources = sorted(r[0] for r in con.execute("SELECT source FROM loads").fetchall())
+    assert sources == [f"s3://{bucket}/drop/{k}" for k in ("2026/b.ndjson", "a.ndjson", "c.ndjson")]
     assert ledger(rig.db) == [
         (f"s3://{bucket}/drop/2026/b.ndjson", "ingested"),
         (f"s3://{bucket}/drop/a.ndjson", "ingested"),
