@@ -134,3 +134,23 @@ def record_unreadable(db: Path, file: LandedFile, reason: str, run_id: str | Non
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+
+def record_ingested_after(
+    db: Path,
+    file: LandedFile,
+    checksum: str,
+    first_seq: int | None,
+    last_seq: int | None,
+    run_id: str | None,
+) -> None:
+    """Record ``file`` as ingested in a transaction of its own, for an ingest that did not call
+    its ``in_transaction`` hook (nothing to commit: a file without valid rows)."""
+    with connect(db, read_only=False) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            record_ingested(con, file, checksum, first_seq, last_seq, run_id)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise

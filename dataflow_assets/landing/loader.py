@@ -31,6 +31,7 @@ from dataflow_assets.landing.ledger import (
     AlreadyIngested,
     read_ledger,
     record_ingested,
+    record_ingested_after,
     record_unreadable,
 )
 from dataflow_assets.landing.local import LocalZone
@@ -86,6 +87,7 @@ def ingest_landed(
 
 def _ingest_one(db: Path, zone: Zone, file: LandedFile, run_id: str | None) -> FileOutcome:
     uploaded: list[str] = []
+    committed: list[bool] = []
 
     def publish(local: Path) -> None:
         rejected = rejected_path_for(local)
@@ -101,11 +103,18 @@ def _ingest_one(db: Path, zone: Zone, file: LandedFile, run_id: str | None) -> F
                     raise FileChanged(f"{file.name}: changed while it was read")
                 record_ingested(con, file, checksum, first, last, run_id)
                 zone.name_source(con, file, local)
+                committed.append(True)
                 # Rejected rows are published before the commit: a crash in between leaves the
                 # file to load again (its rejected file rewritten), never loaded without them.
                 publish(local)
 
             result = ingest_file(db, local, in_transaction=in_transaction)
+            if not committed:
+                # Never retry a file whose rows may be in: record it now, and say so if it had
+                # rows (then the ledger row was not in their transaction).
+                if result.loaded:
+                    log.warning("%s: ingested without the ledger in its transaction", file.uri)
+                record_ingested_after(db, file, checksum, result.first_seq, result.last_seq, run_id)
             if result.rejected_path is not None:
                 publish(local)
     except (FileChanged, AlreadyIngested) as exc:
