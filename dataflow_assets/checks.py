@@ -20,15 +20,16 @@ from typing import Any
 import dagster as dg
 
 from dataflow_assets import layout
+from dataflow_assets.delivery_record import delivered
 from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
 from dataflow_assets.partitions import partition_key
 from dataflow_assets.resources import EventStore
+from dataflow_assets.run_state import report_key
 from dataflow_assets.store.counts import oldest_load_after, rows_by_partition
 from dataflow_assets.store.window import count_window
-from dataflow_assets.watermark import delivered, report_key
 
 MAX_LISTED = 20
 

@@ -12,6 +12,8 @@ WINDOW_FROM = "dataflow/window_from"
 WINDOW_TO = "dataflow/window_to"
 PLANNED_AT = "dataflow/planned_at"
 ATTEMPT = "dataflow/attempt"
+#: on a run that continues a destination written from another event store (--adopt-destination)
+ADOPT = "dataflow/adopt_destination"
 REGENERATION = "dataflow/regeneration"
 WATERMARK = "dataflow/watermark"
 PID = "dataflow/pid"

@@ -12,7 +12,7 @@ import dagster as dg
 from dataflow_assets import tags
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSet, FlowSpec, load_flows
-from dataflow_assets.planner import process_tags
+from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets_tests.support import T0, Harness, event
 

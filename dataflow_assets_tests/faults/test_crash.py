@@ -20,8 +20,8 @@ import pytest
 from dataflow_assets import tags
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSpec, load_flows
-from dataflow_assets.planner import process_tags
 from dataflow_assets.resources import EventStore
+from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets.store.schema import connect
 from dataflow_assets_tests.faults.checks import Audit, audit, flow_dir

@@ -1,19 +1,12 @@
-"""The delivered watermark and the state of a flow's generations, read from the Dagster instance.
-
-The delivered watermark of a flow is the ``to`` of its last *reported* live generation: the
-``window_to`` recorded by the ``<flow>/delivery_report`` materialization, which is only recorded
-after the report is on the destination. It is never taken from what was planned. A generation
-whose run failed before that record is retried as the same window (same names).
-"""
+"""The state of a flow's generation runs in the Dagster instance: runs in flight, dead runs,
+attempts. (What was *delivered* is the destination's business: see ``delivery_record``.)"""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 import dagster as dg
 
@@ -42,51 +35,9 @@ def files_key(flow: FlowSpec) -> dg.AssetKey:
     return dg.AssetKey([flow.key_prefix, "files"])
 
 
-@dataclass(frozen=True)
-class Delivered:
-    """The last reported live generation of a flow."""
-
-    to_seq: int
-    planned_at: dt.datetime | None
-    report: str | None
-
-
-#: Live reports the watermark looks back over. The newest is the watermark, unless an older
-#: generation ran again after it (a UI re-execution of an old generation run, a schedule tick
-#: racing ``dataflow export``): such a replay rewrites its old window under the same names and
-#: must not move the watermark back, or the next generation would export every later window
-#: again (duplicates) and a regeneration would be pinned too low.
-LOOKBACK_REPORTS = 100
-
-
-def delivered(instance: dg.DagsterInstance, flow: FlowSpec) -> Delivered:
-    """The flow's delivered watermark (0 when nothing was ever reported): the live report with
-    the highest ``window_to`` among the latest ``LOOKBACK_REPORTS``."""
-    best: Delivered | None = None
-    seen = 0
-    cursor = None
-    for _ in range(20):
-        result = instance.fetch_materializations(report_key(flow), limit=50, cursor=cursor)
-        for record in result.records:
-            mat = record.asset_materialization
-            if mat is None or "window_to" not in mat.metadata:
-                continue  # a regeneration run that also selected the report asset
-            md = mat.metadata
-            planned = md.get("planned_at")
-            candidate = Delivered(
-                to_seq=int(md["window_to"].value),  # type: ignore[arg-type]
-                planned_at=dt.datetime.fromisoformat(str(planned.value)) if planned else None,
-                report=str(md["report"].value) if "report" in md else None,
-            )
-            if best is None or candidate.to_seq > best.to_seq:
-                best = candidate
-            seen += 1
-            if seen >= LOOKBACK_REPORTS:
-                return best
-        if not result.has_more:
-            break
-        cursor = result.cursor
-    return best or Delivered(0, None, None)
+def process_tags() -> dict[str, str]:
+    """Tags that let a planner tell a dead run from a running one."""
+    return {tags.PID: str(os.getpid()), tags.HOST: socket.gethostname()}
 
 
 def _pid_alive(pid: int) -> bool:
