@@ -102,6 +102,18 @@ def applied_regenerations(
     return [AppliedRegeneration(str(g), a, b, int(w)) for g, a, b, w in rows]
 
 
+def last_live_window(
+    con: duckdb.DuckDBPyConnection, table: str, flow: str
+) -> tuple[str, int] | None:
+    """The live generation loaded into ``table`` whose window ends highest, and that end."""
+    row = con.execute(
+        f"SELECT generation_id, window_to FROM {LOADS} WHERE target_table = ? AND flow = ? "
+        "AND kind = 'live' ORDER BY window_to DESC LIMIT 1",
+        [table, flow],
+    ).fetchone()
+    return (str(row[0]), int(row[1])) if row else None
+
+
 def record_file(
     con: duckdb.DuckDBPyConnection,
     table: str,

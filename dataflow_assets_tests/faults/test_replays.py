@@ -82,3 +82,22 @@ def test_a_tick_racing_dataflow_export_reports_the_window_once(deployment: Deplo
     run_with_tags(d, "raced", dict(request.tags))  # the daemon launches the tick's run
     export_until_idle(d, "raced")
     audit(d.out, flow, d.events)
+
+
+def test_kill_9_after_the_report_then_re_executing_an_older_run(deployment: Deployment) -> None:
+    """The crashed run's report is on the destination, Dagster never recorded it, and the
+    newest run is a replay of an older generation: the destination's record still says where
+    the flow is, so the crashed window is neither lost nor delivered twice."""
+    d = deployment
+    flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
+    d.ingest(traffic(100))
+    export_until_idle(d, "crashy")
+    d.ingest(traffic(50, first=1001))
+    d.crash("report", 0, "export", "crashy")
+    older = d.generation_runs("crashy")[0]
+    before = files_of(d.out)
+    assert run_with_tags(d, "crashy", {k: v for k, v in older.tags.items() if k != tags.PID})
+    assert files_of(d.out) == before
+    d.ingest(traffic(30, first=2001))
+    export_until_idle(d, "crashy")
+    assert audit(d.out, flow, d.events).windows == [(0, 100), (100, 150), (150, 180)]
