@@ -25,7 +25,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dataflow_assets.consumer.commands import human_bytes as _human
-from dataflow_assets.flow import default_flows_dir, flow_files, load_flow_file, load_flows
+from dataflow_assets.flow import (
+    LocalDestination,
+    default_flows_dir,
+    flow_files,
+    load_flow_file,
+    load_flows,
+)
 from dataflow_assets.store.schema import default_db_path
 
 
@@ -54,6 +60,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"ok      {path}  ({loaded.name}: {loaded.format}, {loaded.partitioning.value}, "
                 f"every {loaded.frequency_minutes} min, {loaded.destination.type})"
             )
+            if isinstance(loaded.destination, LocalDestination):
+                # A relative path is the flow file's folder's: say where files will land.
+                print(f"          delivers into {loaded.destination.path}")
     print(f"{len(paths) - invalid} valid, {invalid} invalid")
     return 1 if invalid else 0
 
