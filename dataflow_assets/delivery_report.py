@@ -27,6 +27,17 @@ def report_text(result: GenerationResult) -> str:
     return "".join(p + "\n" for p in paths)
 
 
+def content_settings(flow: FlowSpec) -> dict[str, Any]:
+    """The flow's settings that decide which events a generation holds: recorded in each
+    manifest, so a completeness check compares every generation with the settings it was made
+    with after the flow is edited."""
+    return {
+        "sites": "all" if flow.sites == "all" else sorted(flow.sites),
+        "privacy_filter": flow.privacy_filter,
+        "start_date": flow.start_date.isoformat(),
+    }
+
+
 def manifest(flow: FlowSpec, result: GenerationResult) -> dict[str, Any]:
     gen = result.generation
     body: dict[str, Any] = {
@@ -38,6 +49,7 @@ def manifest(flow: FlowSpec, result: GenerationResult) -> dict[str, Any]:
         "planned_at": gen.planned_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "format": flow.format,
         "partitioning": flow.partitioning.value,
+        "settings": content_settings(flow),
         "columns": result.columns,
         "rows": result.rows,
         "files": [
