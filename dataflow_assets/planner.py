@@ -47,17 +47,15 @@ class Plan:
 
     @property
     def run_key(self) -> str:
-        return f"{self.generation.id}-{self.attempt}"
+        """Unique per attempt: the daemon drops a run request whose key it has seen."""
+        gen = self.generation
+        return f"{tags.generation_value(gen.from_seq, gen.to_seq, gen.planned_at)}-{self.attempt}"
 
     def tags(self) -> dict[str, str]:
         gen = self.generation
         return {
             tags.FLOW: gen.flow,
-            tags.GENERATION: gen.id,
-            tags.WINDOW_FROM: str(gen.from_seq),
-            tags.WINDOW_TO: str(gen.to_seq),
-            tags.PLANNED_AT: gen.planned_at.isoformat(),
-            tags.ATTEMPT: str(self.attempt),
+            tags.GENERATION: tags.generation_value(gen.from_seq, gen.to_seq, gen.planned_at),
             tags.RANGE_START: self.range_start,
             tags.RANGE_END: self.range_end,
             **({tags.ADOPT: "1"} if self.adopt else {}),
@@ -71,14 +69,8 @@ class Skip:
 
 def generation_from_tags(flow: FlowSpec, run_tags: dict[str, str], store: str = "") -> Generation:
     """The live generation a run's tags describe, read from the store of identity ``store``."""
-    return Generation(
-        flow=flow.name,
-        kind="live",
-        from_seq=int(run_tags[tags.WINDOW_FROM]),
-        to_seq=int(run_tags[tags.WINDOW_TO]),
-        planned_at=dt.datetime.fromisoformat(run_tags[tags.PLANNED_AT]),
-        store=store,
-    )
+    from_seq, to_seq, planned_at = tags.live_window(run_tags)
+    return Generation(flow.name, "live", from_seq, to_seq, planned_at, store=store)
 
 
 #: The most partitions a live run's Dagster range spans. Dagster records events for every key of
@@ -149,7 +141,8 @@ def plan_generation(
             rows, first, last_hit = count_window(db, retry.query(flow))
             if rows and first is not None and last_hit is not None:
                 start, end = partition_range(flow, first, last_hit)
-                plan = Plan(retry, start, end, rows, attempts_of(instance, flow, retry.id) + 1)
+                attempt = attempts_of(instance, flow, last.tags[tags.GENERATION]) + 1
+                plan = Plan(retry, start, end, rows, attempt)
                 return plan.adopting() if adopt else plan
         # Nothing of that window passes the flow's filters any more, or another run delivered
         # it: plan afresh from the destination's record.
@@ -167,6 +160,5 @@ def plan_generation(
             f"{generation.to_seq}]"
         )
     start, end = partition_range(flow, first, last_hit)
-    attempt = attempts_of(instance, flow, generation.id) + 1
-    plan = Plan(generation, start, end, rows, attempt)
+    plan = Plan(generation, start, end, rows, 1)
     return plan.adopting() if adopt else plan

@@ -37,7 +37,7 @@ def files_key(flow: FlowSpec) -> dg.AssetKey:
 
 def process_tags() -> dict[str, str]:
     """Tags that let a planner tell a dead run from a running one."""
-    return {tags.PID: str(os.getpid()), tags.HOST: socket.gethostname()}
+    return {tags.PROCESS: tags.process_value(os.getpid(), socket.gethostname())}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -51,9 +51,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    pid, host = run.tags.get(tags.PID), run.tags.get(tags.HOST)
-    if pid and host == socket.gethostname():
-        return not _pid_alive(int(pid))
+    process = tags.process_of(dict(run.tags))
+    if process is not None and process[1] == socket.gethostname():
+        return not _pid_alive(process[0])
     if run.status is dg.DagsterRunStatus.NOT_STARTED:
         record = instance.get_run_record_by_id(run.run_id)
         if record and record.create_timestamp:
@@ -87,9 +87,11 @@ def last_generation_run(instance: dg.DagsterInstance, flow: FlowSpec) -> dg.Dags
     return None
 
 
-def attempts_of(instance: dg.DagsterInstance, flow: FlowSpec, generation_id: str) -> int:
+def attempts_of(instance: dg.DagsterInstance, flow: FlowSpec, generation_tag: str) -> int:
+    """Runs of the flow made for the generation whose ``dataflow/generation`` tag is
+    ``generation_tag`` (its window and planned-at second)."""
     return len(
         instance.get_runs(
-            dg.RunsFilter(tags={tags.FLOW: flow.name, tags.GENERATION: generation_id})
+            dg.RunsFilter(tags={tags.FLOW: flow.name, tags.GENERATION: generation_tag})
         )
     )

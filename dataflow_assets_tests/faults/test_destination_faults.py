@@ -121,8 +121,8 @@ def recovers(d: Deployment, flow: FlowSpec, root: Callable[[], Path]) -> None:
     assert failed, "no failed generation run"
     retried = runs[runs.index(failed[-1]) + 1]
     assert retried.status is dg.DagsterRunStatus.SUCCESS
+    # Same window, same planned-at time: both are in the generation tag.
     assert retried.tags[tags.GENERATION] == failed[-1].tags[tags.GENERATION]
-    assert retried.tags[tags.PLANNED_AT] == failed[-1].tags[tags.PLANNED_AT]
 
 
 # -- the destinations, each behind a FaultyLink ----------------------------------------------

@@ -55,7 +55,7 @@ def test_re_executing_an_old_generation_moves_nothing_back(deployment: Deploymen
     first = d.generation_runs("replayed")[0]
     # "Re-execute" the first generation (parent run tags kept, as the UI and the run-retry
     # daemon do): it rewrites its own window, byte for byte, and reports it under its own name.
-    assert run_with_tags(d, "replayed", {k: v for k, v in first.tags.items() if k != tags.PID})
+    assert run_with_tags(d, "replayed", {k: v for k, v in first.tags.items() if k != tags.PROCESS})
     assert files_of(d.out) == before
     # The next generation starts where the flow really is, not after the replayed window.
     d.ingest(traffic(30, first=2001))
@@ -96,7 +96,7 @@ def test_kill_9_after_the_report_then_re_executing_an_older_run(deployment: Depl
     d.crash("report", 0, "export", "crashy")
     older = d.generation_runs("crashy")[0]
     before = files_of(d.out)
-    assert run_with_tags(d, "crashy", {k: v for k, v in older.tags.items() if k != tags.PID})
+    assert run_with_tags(d, "crashy", {k: v for k, v in older.tags.items() if k != tags.PROCESS})
     assert files_of(d.out) == before
     d.ingest(traffic(30, first=2001))
     export_until_idle(d, "crashy")
