@@ -133,7 +133,7 @@ def plan_load(
             )
         manifest = report.manifest
         assert manifest is not None
-        if manifest.generation_id in done:
+        if (manifest.generation_id, report.path.rsplit("/", 1)[-1]) in done:
             already += 1
             continue
         if manifest.is_regeneration != options.regeneration:
@@ -152,7 +152,7 @@ def plan_load(
     if options.regeneration or options.across_gaps:
         return LoadPlan(pending, already)
     # The chain continues from the last live generation loaded: stop before a gap or an overlap.
-    start = ledger.last_live_window(con, table, deliveries.flow)
+    start = ledger.last_live_window(con, table, deliveries.flow, deliveries.location.url)
     breaks = chain_breaks([(p.report.path, p.manifest) for p in pending], start)
     if not breaks:
         return LoadPlan(pending, already)
