@@ -14,20 +14,24 @@ Called by the flow's schedule tick and by ``dataflow export``. Rules (DESIGN.md,
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
 from dataflow_assets import tags
-from dataflow_assets.delivery_record import LiveState, dagster_hint, read_record
+from dataflow_assets.delivery_record import LiveState, dagster_hint, dagster_view, read_record
 from dataflow_assets.destinations import destination_for
+from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
 from dataflow_assets.partitions import partition_key, partition_start, partitions_def
 from dataflow_assets.run_state import FAILED, attempts_of, last_generation_run, runs_in_flight
 from dataflow_assets.store.schema import connect, max_seq, store_identity
 from dataflow_assets.store.window import count_window
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,14 @@ def plan_generation(
         )
     store = store_identity(db)
     hint = dagster_hint(instance, flow)
-    with destination_for(flow) as destination:
-        record = read_record(flow, destination, hint)
+    try:
+        with destination_for(flow) as destination:
+            record = read_record(flow, destination, hint)
+    except DestinationError as exc:
+        # Unreachable now: plan from Dagster's view. The run reads the destination again
+        # before writing anything, and fails (to be retried as this window) while it is down.
+        log.warning("flow %s: planning from Dagster's view: %s", flow.name, exc)
+        record = dagster_view(instance, flow)
     record.check_store(store, adopt=adopt)
     last = last_generation_run(instance, flow)
     if last is not None and last.status in FAILED:

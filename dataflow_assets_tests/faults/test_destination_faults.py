@@ -32,6 +32,7 @@ import dagster as dg
 import pytest
 
 import dataflow_assets.assets as assets
+import dataflow_assets.planner as planner
 from dataflow_assets import tags
 from dataflow_assets.destinations.retry import RetryPolicy
 from dataflow_assets.destinations.s3 import S3Bucket
@@ -88,6 +89,8 @@ def fast_destinations(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
         return destination
 
     monkeypatch.setattr(assets, "destination_for", destination_for)
+    # The planner reads the flow's delivery record on the destination too.
+    monkeypatch.setattr(planner, "destination_for", destination_for)
 
 
 def retries(caplog: pytest.LogCaptureFixture) -> int:
