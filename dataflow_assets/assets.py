@@ -33,6 +33,7 @@ from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import DeliveredFile, Generation, GenerationResult, run_generation
+from dataflow_assets.landing.events_asset import EVENTS
 from dataflow_assets.partitions import partitions_def
 from dataflow_assets.planner import generation_from_tags
 from dataflow_assets.resources import EventStore, default_staging_dir
@@ -43,25 +44,10 @@ log = logging.getLogger(__name__)
 # single_run() is the documented way to run a partition range in one run; its beta status is noise.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-EVENTS = dg.AssetKey("events")
 MAX_LISTED_FILES = 50
 #: Materialization events for older partitions a live generation touched (late events), per
 #: generation. Each costs ~25 ms in Dagster's SQLite event log.
 MAX_STRAGGLER_EVENTS = 200
-
-
-def events_spec(invalid_flows: list[str]) -> dg.AssetSpec:
-    metadata: dict[str, object] = {}
-    if invalid_flows:
-        metadata["invalid_flows"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in invalid_flows))
-    return dg.AssetSpec(
-        key=EVENTS,
-        group_name="event_store",
-        description="Raw analytics events in the DuckDB event store (DATAFLOW_EVENTS_DB), "
-        "appended by `dataflow ingest`, ordered by their insertion sequence.",
-        kinds={"duckdb"},
-        metadata=metadata,
-    )
 
 
 def _files_table(files: list[DeliveredFile]) -> dg.MetadataValue:

@@ -267,14 +267,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, traffic) -> int:
-    from dataflow_assets.demo import write_ndjson
-    from dataflow_assets.store.ingest import ingest_file
+    from dataflow_assets.demo import demo_landing, drop_traffic, serve_environment
 
-    env = dict(os.environ)
+    landing = Path(args.landing).resolve() if args.landing else demo_landing()
+    env = serve_environment(landing)
     cmd = ["dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
     print(
         f"demo: serving the Dagster UI on http://{args.host}:{args.port} "
         f"(schedules run every 15/60 min; Ctrl-C to stop)"
+    )
+    print(
+        f"demo: live traffic goes to the landing zone {landing}: the landing sensor ingests "
+        "each file (materializations of events)"
     )
     ui = subprocess.Popen(cmd, env=env)
     stop = False
@@ -284,20 +288,18 @@ def _serve(args: argparse.Namespace, traffic) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    inserted = 0
+    dropped = files = 0
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            while not stop and ui.poll() is None:
-                time.sleep(args.interval)
-                now = dt.datetime.now(dt.UTC)
-                path = Path(tmp) / "traffic.ndjson"
-                write_ndjson(
-                    path, traffic.events(args.rate, now - dt.timedelta(seconds=args.interval), now)
-                )
-                inserted += ingest_file(db := Path(args.db), path).loaded
-                logging.getLogger("dataflow.demo").info(
-                    "inserted traffic into %s (%d so far)", db, inserted
-                )
+        while not stop and ui.poll() is None:
+            time.sleep(args.interval)
+            now = dt.datetime.now(dt.UTC)
+            events = traffic.events(args.rate, now - dt.timedelta(seconds=args.interval), now)
+            path, count = drop_traffic(landing, events, now)
+            dropped += count
+            files += 1
+            logging.getLogger("dataflow.demo").info(
+                "dropped %s (%d events, %d so far)", path, count, dropped
+            )
     except KeyboardInterrupt:
         pass
     finally:
@@ -307,7 +309,7 @@ def _serve(args: argparse.Namespace, traffic) -> int:
                 ui.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 ui.kill()
-    print(f"demo: stopped; {inserted} live events inserted while serving")
+    print(f"demo: stopped; {dropped} live events dropped in {files} file(s) into {landing}")
     return 0
 
 
@@ -360,12 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=str(default_db_path()), help=db_help)
     p.add_argument("--events", type=int, default=60_000, help="history to load into an empty store")
     p.add_argument(
-        "--serve", action="store_true", help="then serve the Dagster UI and keep inserting traffic"
+        "--serve",
+        action="store_true",
+        help="then serve the Dagster UI and keep dropping traffic into the landing zone",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between traffic inserts")
-    p.add_argument("--rate", type=int, default=300, help="events per traffic insert")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between traffic files")
+    p.add_argument("--rate", type=int, default=300, help="events per traffic file")
+    p.add_argument(
+        "--landing",
+        default=None,
+        help="landing folder for the live traffic (default: $DATAFLOW_LANDING or data/landing)",
+    )
     p.set_defaults(func=cmd_demo)
 
     register(sub)
