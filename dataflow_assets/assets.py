@@ -6,7 +6,9 @@
 run (tagged by the planner) it exports the planned insertion window; in any other run, a UI
 backfill or ``dataflow regenerate``, it is a regeneration of the selected partitions into the
 flow's regeneration folder, with its own manifest and report. ``<flow>/delivery_report`` writes a
-live generation's manifest then report, and its materialization commits the watermark.
+live generation's manifest then report. Both ask the flow's delivery record on the destination
+whether the planned window still continues the chain; its materialization is Dagster's view of
+what the report step wrote.
 """
 
 import datetime as dt
@@ -17,6 +19,15 @@ from typing import Any
 import dagster as dg
 
 from dataflow_assets import layout, progress, tags
+from dataflow_assets.delivery_record import (
+    DeliveryRecord,
+    LiveState,
+    RecordError,
+    dagster_hint,
+    delivered,
+    read_record,
+    report_lock,
+)
 from dataflow_assets.delivery_report import publish, report_path_of
 from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination
@@ -24,10 +35,11 @@ from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import DeliveredFile, Generation, GenerationResult, run_generation
 from dataflow_assets.landing.events_asset import EVENTS
 from dataflow_assets.partitions import partitions_def
-from dataflow_assets.planner import generation_from_tags, process_tags
+from dataflow_assets.planner import generation_from_tags
 from dataflow_assets.regenerate import RegenerationError, refuse_incomplete
 from dataflow_assets.resources import EventStore, default_staging_dir
-from dataflow_assets.watermark import delivered, files_key, report_key
+from dataflow_assets.run_state import files_key, process_tags, report_key
+from dataflow_assets.store.schema import store_identity
 
 log = logging.getLogger(__name__)
 # single_run() is the documented way to run a partition range in one run; its beta status is noise.
@@ -86,7 +98,7 @@ def _partition_metadata(generation: Generation, files: list[DeliveredFile]) -> d
     return md
 
 
-def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec) -> Generation:
+def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec, store: str) -> Generation:
     """A regeneration of the run's partitions, pinned to the delivered watermark at launch."""
     run_tags = context.run.tags
     keys = context.partition_keys
@@ -112,6 +124,7 @@ def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec) -> Generati
         planned_at.replace(microsecond=0),
         keys[0],
         keys[-1],
+        store,
     )
 
 
@@ -131,7 +144,26 @@ def _free_report_stamp(
             generation.planned_at + dt.timedelta(seconds=1),
             generation.partitions_from,
             generation.partitions_to,
+            generation.store,
         )
+
+
+def _record(context: dg.AssetExecutionContext, flow: FlowSpec) -> DeliveryRecord:
+    with destination_for(flow) as destination:
+        return read_record(flow, destination, dagster_hint(context.instance, flow))
+
+
+def _live_state(
+    context: dg.AssetExecutionContext, flow: FlowSpec, generation: Generation
+) -> LiveState:
+    """Where ``generation`` stands against the destination's record; a destination written
+    from another event store fails the run (unless the run adopts it), nothing written."""
+    try:
+        record = _record(context, flow)
+        record.check_store(generation.store, adopt=tags.ADOPT in context.run.tags)
+    except RecordError as exc:
+        raise dg.Failure(str(exc)) from exc
+    return record.state_of(generation)
 
 
 def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
@@ -154,23 +186,20 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         context.instance.add_run_tags(context.run.run_id, process_tags())
         run_tags = dict(context.run.tags)
         live = tags.GENERATION in run_tags
-        generation = generation_from_tags(flow, run_tags) if live else _regeneration(context, flow)
         if live:
-            done = delivered(context.instance, flow).to_seq
-            if done >= generation.to_seq:
+            generation = generation_from_tags(flow, run_tags, store_identity(store.path))
+            state = _live_state(context, flow, generation)
+            if state is not LiveState.NEW:
                 # Planned before another run delivered this window (a schedule tick racing
-                # `dataflow export`, a re-execution of an old run): delivering it again would
-                # report its events twice.
+                # `dataflow export`), or a re-execution of an old run: writing it again would
+                # report its events twice. The next plan starts where the destination ends.
                 context.log.warning(
-                    f"window ({generation.from_seq}, {generation.to_seq}] of {flow.name} was "
-                    f"already delivered (watermark {done}): nothing to do"
+                    f"window ({generation.from_seq}, {generation.to_seq}] of {flow.name} is "
+                    f"{state.value} on the destination: nothing to write"
                 )
                 return GenerationResult(generation, already_delivered=True)
-            if done > generation.from_seq:
-                raise dg.Failure(
-                    f"window ({generation.from_seq}, {generation.to_seq}] of {flow.name} overlaps "
-                    f"what was delivered (watermark {done}); the next tick plans from {done}"
-                )
+        else:
+            generation = _regeneration(context, flow, store_identity(store.path))
         context.log.info(
             f"{generation.kind} generation {generation.id} of {flow.name}: insertion window "
             f"({generation.from_seq}, {generation.to_seq}], partitions {context.partition_keys[0]}"
@@ -233,18 +262,27 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, generation: GenerationResult
     ) -> dg.MaterializeResult:
         gen = generation.generation
-        if generation.already_delivered:
-            return dg.MaterializeResult(
-                metadata={"kind": "live", "generation": gen.id, "status": "already delivered"}
-            )
         if gen.kind != "live":
             return dg.MaterializeResult(
                 metadata={"kind": "regeneration", "report": generation.report_path or "none"}
             )
         report = None
-        if generation.files:
-            with destination_for(flow) as destination:
-                report = publish(flow, generation, destination)
+        # The last look at the record and the report's put under one lock: of two runs of the
+        # window's start (a tick racing `dataflow export`) only one reports.
+        with report_lock(context.instance, flow), destination_for(flow) as destination:
+            record = read_record(flow, destination, dagster_hint(context.instance, flow))
+            state = record.state_of(gen)
+            if state is LiveState.REPORTED:
+                # Killed after its report, retried: Dagster's view records what is there.
+                found = record.find(gen)
+                report = found.path if found else None
+            elif state is LiveState.NEW and not generation.already_delivered:
+                if generation.files:
+                    report = publish(flow, generation, destination)
+            else:
+                return dg.MaterializeResult(
+                    metadata={"kind": "live", "generation": gen.id, "status": state.value}
+                )
         return dg.MaterializeResult(
             metadata={
                 "kind": "live",

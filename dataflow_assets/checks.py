@@ -3,7 +3,10 @@
 - completeness: per partition, the rows of the files that live reports list (manifests of
   generations up to the delivered watermark) equal the store's rows that pass the flow's filters
   up to that watermark; every reported file is on the destination with its manifest's size.
-  Fails when a delivered file was deleted or truncated, or an event is missing.
+  Fails when a delivered file was deleted or truncated, or an event is missing. Each generation
+  is compared with the settings it was made with (its manifest's partitioning, sites, privacy
+  filter, start date): an edit of the flow applies from the next generation on, and the check
+  keeps passing across it. A window no manifest covers is compared with the current settings.
 - freshness: no event that the flow must deliver has been waiting longer than twice the flow's
   frequency. (An idle flow writes no report, so the age of the last report alone would be a
   false alarm.)
@@ -20,16 +23,17 @@ from typing import Any
 import dagster as dg
 
 from dataflow_assets import layout
+from dataflow_assets.delivery_record import delivered
 from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
-from dataflow_assets.partitions import partition_key
+from dataflow_assets.partitions import Granularity, partition_key
 from dataflow_assets.resources import EventStore
+from dataflow_assets.run_state import report_key
 from dataflow_assets.status import flow_status
 from dataflow_assets.store.counts import oldest_load_after, rows_by_partition
 from dataflow_assets.store.window import count_window
-from dataflow_assets.watermark import delivered, report_key
 
 MAX_LISTED = 20
 
@@ -87,12 +91,53 @@ def completeness(
                 result.missing_files.append(f["path"])
             elif listing[f["path"]] != f["bytes"]:
                 result.wrong_size.append(f["path"])
-    query = Generation(flow.name, "live", 0, watermark, dt.datetime.now(dt.UTC)).query(flow)
-    result.store_rows = {
-        partition_key(start, flow.partitioning): n
-        for start, n in rows_by_partition(store.path, query).items()
-    }
+    now = dt.datetime.now(dt.UTC)
+    result.store_rows = {}
+    for start_seq, end_seq, made_with in _segments(flow, manifests, watermark):
+        query = Generation(made_with.name, "live", start_seq, end_seq, now).query(made_with)
+        for start, n in rows_by_partition(store.path, query).items():
+            key = partition_key(start, made_with.partitioning)
+            result.store_rows[key] = result.store_rows.get(key, 0) + n
     return result
+
+
+def _made_with(flow: FlowSpec, manifest: dict | None) -> FlowSpec:
+    """``flow`` with the content settings ``manifest`` records (the current ones without)."""
+    if manifest is None:
+        return flow
+    settings = dict(manifest.get("settings") or {})
+    update: dict[str, Any] = {"partitioning": Granularity(manifest["partitioning"])}
+    if "sites" in settings:
+        update["sites"] = settings["sites"]
+    if "privacy_filter" in settings:
+        update["privacy_filter"] = bool(settings["privacy_filter"])
+    if "start_date" in settings:
+        update["start_date"] = dt.date.fromisoformat(settings["start_date"])
+    return flow.model_copy(update=update)
+
+
+def _segments(
+    flow: FlowSpec, manifests: list[dict], watermark: int
+) -> list[tuple[int, int, FlowSpec]]:
+    """``(0, watermark]`` cut into windows of one set of content settings each."""
+    out: list[tuple[int, int, FlowSpec]] = []
+    position = 0
+    for manifest in sorted(manifests, key=lambda m: (m["window"]["from"], m["window"]["to"])):
+        start, end = manifest["window"]["from"], min(manifest["window"]["to"], watermark)
+        if start > position:
+            out.append((position, start, flow))  # not delivered: what it should hold now
+        if end > position:
+            out.append((max(start, position), end, _made_with(flow, manifest)))
+            position = end
+    if watermark > position:
+        out.append((position, watermark, flow))
+    merged: list[tuple[int, int, FlowSpec]] = []
+    for start, end, made_with in out:
+        if merged and merged[-1][2] == made_with and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end, made_with)
+        else:
+            merged.append((start, end, made_with))
+    return merged
 
 
 def _table(rows: list[tuple[str, int, int]]) -> dg.MetadataValue:

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from dataflow_assets.consumer.commands import human_bytes as _human
-from dataflow_assets.flow import default_flows_dir, flow_files, load_flow_file, load_flows
+from dataflow_assets.flow import (
+    LocalDestination,
+    default_flows_dir,
+    flow_files,
+    load_flow_file,
+    load_flows,
+)
 from dataflow_assets.store.schema import default_db_path
 
 if TYPE_CHECKING:
@@ -60,6 +66,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"ok      {path}  ({loaded.name}: {loaded.format}, {loaded.partitioning.value}, "
                 f"every {loaded.frequency_minutes} min, {loaded.destination.type})"
             )
+            if isinstance(loaded.destination, LocalDestination):
+                # A relative path is the flow file's folder's: say where files will land.
+                print(f"          delivers into {loaded.destination.path}")
     print(f"{len(paths) - invalid} valid, {invalid} invalid")
     return 1 if invalid else 0
 
@@ -171,7 +180,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         started = time.monotonic()
         try:
             with progress.listening(bars):
-                outcome = export_flow(defs, instance, flow, Path(args.db))
+                outcome = export_flow(
+                    defs,
+                    instance,
+                    flow,
+                    Path(args.db),
+                    adopt=getattr(args, "adopt_destination", False),
+                )
         finally:
             bars.close()
         took = time.monotonic() - started
@@ -180,6 +195,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         elif not outcome.success:
             failures += 1
             print(f"{flow.name}: FAILED (run {outcome.run_id}): {outcome.error}")
+        elif outcome.result is not None and outcome.result.already_delivered:
+            gen = outcome.result.generation
+            print(
+                f"{flow.name}: window ({gen.from_seq}, {gen.to_seq}] was already delivered by "
+                f"another run: nothing written (run {outcome.run_id})"
+            )
         else:
             result = outcome.result
             assert result is not None and outcome.plan is not None
@@ -450,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="run one generation of each flow now")
     p.add_argument("flows", nargs="*", help="flow names (default: every enabled flow)")
     p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.add_argument(
+        "--adopt-destination",
+        action="store_true",
+        help="continue the chain of a destination whose reports come from another event store "
+        "(its events up to the destination's last report are taken for delivered)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("regenerate", help="re-export complete past partitions [--from, --to)")

@@ -1,7 +1,8 @@
 """The manifest and the delivery report: what makes a generation's files complete (SPEC 5).
 
 After every data file of a generation is completely written:
-1. ``<stem>_delivery.manifest.json``: generation id, flow, insertion window ``(from, to]``,
+1. ``<stem>_delivery.manifest.json``: generation id, flow, the identity of the event store it
+   was read from, insertion window ``(from, to]``,
    planned-at time, and per file its path, partition, rows, bytes and SHA-256;
 2. ``<stem>_delivery.report``: the sorted paths of the generation's data files, one per line,
    relative to the destination root; nothing else. It is the last object of a generation: a data
@@ -26,16 +27,29 @@ def report_text(result: GenerationResult) -> str:
     return "".join(p + "\n" for p in paths)
 
 
+def content_settings(flow: FlowSpec) -> dict[str, Any]:
+    """The flow's settings that decide which events a generation holds: recorded in each
+    manifest, so a completeness check compares every generation with the settings it was made
+    with after the flow is edited."""
+    return {
+        "sites": "all" if flow.sites == "all" else sorted(flow.sites),
+        "privacy_filter": flow.privacy_filter,
+        "start_date": flow.start_date.isoformat(),
+    }
+
+
 def manifest(flow: FlowSpec, result: GenerationResult) -> dict[str, Any]:
     gen = result.generation
     body: dict[str, Any] = {
         "generation_id": gen.id,
         "flow": flow.name,
+        "store": gen.store,
         "kind": gen.kind,
         "window": {"from": gen.from_seq, "to": gen.to_seq},
         "planned_at": gen.planned_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "format": flow.format,
         "partitioning": flow.partitioning.value,
+        "settings": content_settings(flow),
         "columns": result.columns,
         "rows": result.rows,
         "files": [

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from dataflow_assets.delivery_record import RecordError, delivered
+from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
-from dataflow_assets.planner import Plan, Skip, plan_generation, process_tags
+from dataflow_assets.planner import Plan, Skip, plan_generation
+from dataflow_assets.run_state import files_key, process_tags
 from dataflow_assets.schedules import job_name
-from dataflow_assets.watermark import delivered, files_key
 
 if TYPE_CHECKING:  # the type of Dagster's serialized errors (step failures)
     from dagster_shared.error import SerializableErrorInfo
@@ -128,7 +130,8 @@ def run_plan(
     outcome = ExportOutcome(flow.name, plan, success=run.success, run_id=run.run_id)
     if run.success:
         outcome.result = run.output_for_node(files_node(defs, flow))
-        outcome.result.report_path = delivered(instance, flow).report or None
+        if not outcome.result.already_delivered:
+            outcome.result.report_path = delivered(instance, flow).report or None
     else:
         outcome.error = run_error(run)
     return outcome
@@ -167,11 +170,24 @@ def files_node(defs: dg.Definitions, flow: FlowSpec) -> str:
 
 
 def export_flow(
-    defs: dg.Definitions, instance: dg.DagsterInstance, flow: FlowSpec, db: Path
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    flow: FlowSpec,
+    db: Path,
+    *,
+    adopt: bool = False,
 ) -> ExportOutcome:
-    """Plan and run one generation of ``flow``; a skip (nothing new) is a success."""
+    """Plan and run one generation of ``flow``; a skip (nothing new) is a success.
+
+    ``adopt``: continue a destination whose reports come from another event store
+    (``--adopt-destination``). A destination whose record cannot be read, or that another store
+    wrote, fails the export with the record's message; nothing is written.
+    """
     with flow_lock(instance, flow):
-        decision = plan_generation(instance, flow, db)
+        try:
+            decision = plan_generation(instance, flow, db, adopt=adopt)
+        except (RecordError, DestinationError) as exc:
+            return ExportOutcome(flow.name, None, success=False, error=str(exc))
         if isinstance(decision, Skip):
             return ExportOutcome(flow.name, None, skipped=decision.reason)
         return run_plan(defs, instance, flow, decision)

@@ -360,9 +360,19 @@ def parse_flow(data: Any, path: Path) -> FlowSpec | list[FlowError]:
     if not isinstance(data, dict):
         return [FlowError(path, "", "a flow file must be a YAML mapping")]
     try:
-        return FlowSpec.model_validate(data)
+        return _anchored(FlowSpec.model_validate(data), path)
     except ValidationError as exc:
         return _errors_of(path, exc)
+
+
+def _anchored(spec: FlowSpec, path: Path) -> FlowSpec:
+    """A relative local destination ``path`` resolved against the folder of the flow file
+    ``path``, so a generation lands in the same folder whichever directory it runs from."""
+    dest = spec.destination
+    if not isinstance(dest, LocalDestination) or Path(dest.path).is_absolute():
+        return spec
+    root = str((path.parent / dest.path).resolve())
+    return spec.model_copy(update={"destination": dest.model_copy(update={"path": root})})
 
 
 def load_flow_file(path: Path) -> FlowSpec | list[FlowError]:

@@ -3,7 +3,8 @@
 Live generation: window ``(from_seq, to_seq]`` where ``from_seq`` is the flow's delivered
 watermark (the ``to`` of its last reported generation) and ``to_seq`` the store's max sequence
 when the generation was planned. Its id is ``g<from>-<to>``: the GUIDs of its files are
-``uuid5(flow, id, partition)``, so a retried generation writes the same names.
+``uuid5(flow, store identity, id, partition)``, so a retried generation writes the same names,
+and a generation of another event store with the same window never writes the same names.
 
 Regeneration: partitions ``[X, Y)``, window ``(0, watermark]`` where ``watermark`` is the live
 flow's delivered watermark at launch, written to the flow's regeneration folder.
@@ -48,6 +49,13 @@ class Generation:
     planned_at: dt.datetime
     partitions_from: str | None = None  # regeneration: first partition key (inclusive)
     partitions_to: str | None = None  # regeneration: last partition key (inclusive)
+    #: identity of the event store the window is read from ("" before store identities)
+    store: str = ""
+
+    @property
+    def guid_key(self) -> str:
+        """What a file's GUID is derived from, besides flow and partition."""
+        return f"{self.store}/{self.id}" if self.store else self.id
 
     @property
     def id(self) -> str:
@@ -192,7 +200,7 @@ class _PartitionParts:
         self.destination, self.local, self.pool = destination, local, pool
         self.uploader = uploader
         self.key = partition_key(start, flow.partitioning)
-        self.guid = layout.file_guid(flow.name, generation.id, self.key)
+        self.guid = layout.file_guid(flow.name, generation.guid_key, self.key)
         self.folder = generation.folder(flow)
         self.part = 0
         self.rows = 0

@@ -1,30 +1,37 @@
 """The generation planner: what the next live generation of a flow exports, if anything.
 
-Called by the flow's schedule tick and by ``dataflow export``. Rules (DESIGN.md):
+Called by the flow's schedule tick and by ``dataflow export``. Rules (DESIGN.md, SPEC 3, 6):
 - nothing is planned while a generation of the flow is queued or running;
+- the flow's delivery record on its destination (``delivery_record``) says where the chain of
+  live generations ends; Dagster's own view is only a hint to read it cheaply;
 - a generation whose run failed or was cancelled before it was reported is retried as the
   same window, with the same planned-at time, so it rewrites the same names and reports once;
-- otherwise the window is ``(delivered watermark, store's max sequence]``, fixed now;
+- otherwise the window is ``(end of the destination's chain, store's max sequence]``, fixed now;
+- a destination whose last report was read from another event store is refused;
 - a window with no event passing the flow's filters is skipped: nothing is written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
 from dataflow_assets import tags
+from dataflow_assets.delivery_record import LiveState, dagster_hint, dagster_view, read_record
+from dataflow_assets.destinations import destination_for
+from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
 from dataflow_assets.partitions import partition_key, partition_start, partitions_def
-from dataflow_assets.store.schema import connect, max_seq
+from dataflow_assets.run_state import FAILED, attempts_of, last_generation_run, runs_in_flight
+from dataflow_assets.store.schema import connect, max_seq, store_identity
 from dataflow_assets.store.window import count_window
-from dataflow_assets.watermark import attempts_of, delivered, last_generation_run, runs_in_flight
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,22 +41,28 @@ class Plan:
     range_end: str
     rows: int
     attempt: int
+    #: continues a destination whose last report came from another event store
+    adopt: bool = False
+
+    def adopting(self) -> Plan:
+        return Plan(
+            self.generation, self.range_start, self.range_end, self.rows, self.attempt, True
+        )
 
     @property
     def run_key(self) -> str:
-        return f"{self.generation.id}-{self.attempt}"
+        """Unique per attempt: the daemon drops a run request whose key it has seen."""
+        gen = self.generation
+        return f"{tags.generation_value(gen.from_seq, gen.to_seq, gen.planned_at)}-{self.attempt}"
 
     def tags(self) -> dict[str, str]:
         gen = self.generation
         return {
             tags.FLOW: gen.flow,
-            tags.GENERATION: gen.id,
-            tags.WINDOW_FROM: str(gen.from_seq),
-            tags.WINDOW_TO: str(gen.to_seq),
-            tags.PLANNED_AT: gen.planned_at.isoformat(),
-            tags.ATTEMPT: str(self.attempt),
+            tags.GENERATION: tags.generation_value(gen.from_seq, gen.to_seq, gen.planned_at),
             tags.RANGE_START: self.range_start,
             tags.RANGE_END: self.range_end,
+            **({tags.ADOPT: "1"} if self.adopt else {}),
         }
 
 
@@ -58,14 +71,10 @@ class Skip:
     reason: str
 
 
-def generation_from_tags(flow: FlowSpec, run_tags: dict[str, str]) -> Generation:
-    return Generation(
-        flow=flow.name,
-        kind="live",
-        from_seq=int(run_tags[tags.WINDOW_FROM]),
-        to_seq=int(run_tags[tags.WINDOW_TO]),
-        planned_at=dt.datetime.fromisoformat(run_tags[tags.PLANNED_AT]),
-    )
+def generation_from_tags(flow: FlowSpec, run_tags: dict[str, str], store: str = "") -> Generation:
+    """The live generation a run's tags describe, read from the store of identity ``store``."""
+    from_seq, to_seq, planned_at = tags.live_window(run_tags)
+    return Generation(flow.name, "live", from_seq, to_seq, planned_at, store=store)
 
 
 #: The most partitions a live run's Dagster range spans. Dagster records events for every key of
@@ -102,35 +111,58 @@ def partition_range(flow: FlowSpec, first: dt.datetime, last: dt.datetime) -> tu
 
 
 def plan_generation(
-    instance: dg.DagsterInstance, flow: FlowSpec, db: Path, now: dt.datetime | None = None
+    instance: dg.DagsterInstance,
+    flow: FlowSpec,
+    db: Path,
+    now: dt.datetime | None = None,
+    *,
+    adopt: bool = False,
 ) -> Plan | Skip:
+    """The next live generation of ``flow``, or why there is none.
+
+    ``adopt``: continue a destination whose last report came from another event store (else
+    ``ForeignStoreError``). Raises ``RecordError`` and ``DestinationError`` when the destination's
+    record cannot be read: nothing is planned blind.
+    """
     in_flight = runs_in_flight(instance, flow)
     if in_flight:
         return Skip(
             f"generation run {in_flight[0].run_id} of {flow.name} is still queued or running"
         )
-    done = delivered(instance, flow)
+    store = store_identity(db)
+    hint = dagster_hint(instance, flow)
+    try:
+        with destination_for(flow) as destination:
+            record = read_record(flow, destination, hint)
+    except DestinationError as exc:
+        # Unreachable now: plan from Dagster's view. The run reads the destination again
+        # before writing anything, and fails (to be retried as this window) while it is down.
+        log.warning("flow %s: planning from Dagster's view: %s", flow.name, exc)
+        record = dagster_view(instance, flow)
+    record.check_store(store, adopt=adopt)
     last = last_generation_run(instance, flow)
-    if (
-        last is not None
-        and last.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-        and int(last.tags[tags.WINDOW_TO]) > done.to_seq
-    ):
-        retry = generation_from_tags(flow, dict(last.tags))
-        rows, first, last_hit = count_window(db, retry.query(flow))
-        if rows and first is not None and last_hit is not None:
-            start, end = partition_range(flow, first, last_hit)
-            return Plan(retry, start, end, rows, attempts_of(instance, flow, retry.id) + 1)
-        # Nothing of that window passes the flow's filters any more: plan afresh over it.
+    if last is not None and last.status in FAILED:
+        retry = generation_from_tags(flow, dict(last.tags), store)
+        state = record.state_of(retry)
+        reported = record.find(retry)
+        # REPORTED but not in Dagster's view (killed after its report): the retry writes
+        # nothing and records it, so the UI shows what the destination holds.
+        if state is LiveState.NEW or (reported is not None and reported.path != hint):
+            rows, first, last_hit = count_window(db, retry.query(flow))
+            if rows and first is not None and last_hit is not None:
+                start, end = partition_range(flow, first, last_hit)
+                attempt = attempts_of(instance, flow, last.tags[tags.GENERATION]) + 1
+                plan = Plan(retry, start, end, rows, attempt)
+                return plan.adopting() if adopt else plan
+        # Nothing of that window passes the flow's filters any more, or another run delivered
+        # it: plan afresh from the destination's record.
     with connect(db, read_only=True) as con:
         top = max_seq(con)
-    if top <= done.to_seq:
-        return Skip(f"no new events for {flow.name} since sequence {done.to_seq}")
-    planned_at = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
-    # Report names carry the planned-at second: keep them strictly increasing.
-    if done.planned_at is not None and planned_at <= done.planned_at:
-        planned_at = done.planned_at + dt.timedelta(seconds=1)
-    generation = Generation(flow.name, "live", done.to_seq, top, planned_at)
+    window = record.next_window(top)
+    if window is None:
+        return Skip(f"no new events for {flow.name} since sequence {record.watermark}")
+    planned_at = record.next_planned_at(now or dt.datetime.now(dt.UTC))
+    generation = Generation(flow.name, "live", window[0], window[1], planned_at, store=store)
     rows, first, last_hit = count_window(db, generation.query(flow))
     if rows == 0 or first is None or last_hit is None:
         return Skip(
@@ -138,10 +170,5 @@ def plan_generation(
             f"{generation.to_seq}]"
         )
     start, end = partition_range(flow, first, last_hit)
-    attempt = attempts_of(instance, flow, generation.id) + 1
-    return Plan(generation, start, end, rows, attempt)
-
-
-def process_tags() -> dict[str, str]:
-    """Tags that let a planner tell a dead run from a running one."""
-    return {tags.PID: str(os.getpid()), tags.HOST: socket.gethostname()}
+    plan = Plan(generation, start, end, rows, 1)
+    return plan.adopting() if adopt else plan

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from dataflow_assets import tags
+from dataflow_assets.delivery_record import delivered
 from dataflow_assets.export import QUIET, files_node, run_error
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
@@ -22,9 +23,8 @@ from dataflow_assets.partitions import (
     partition_start,
     partitions_def,
 )
-from dataflow_assets.planner import process_tags
+from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import regeneration_job_name
-from dataflow_assets.watermark import delivered
 
 
 class RegenerationError(ValueError):

@@ -5,7 +5,7 @@ import dagster as dg
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.planner import Skip, plan_generation
 from dataflow_assets.resources import EventStore
-from dataflow_assets.watermark import files_key, report_key
+from dataflow_assets.run_state import files_key, report_key
 
 CRON = {15: "*/15 * * * *", 30: "*/30 * * * *", 60: "0 * * * *"}
 

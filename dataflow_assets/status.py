@@ -24,10 +24,11 @@ from typing import Any
 import dagster as dg
 
 from dataflow_assets import tags
+from dataflow_assets.delivery_record import delivered
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
+from dataflow_assets.run_state import FAILED, IN_FLIGHT, last_generation_run
 from dataflow_assets.store.counts import waiting
-from dataflow_assets.watermark import FAILED, IN_FLIGHT, delivered, last_generation_run
 
 IDLE = "idle"
 BEHIND = "behind"
@@ -151,7 +152,7 @@ def flow_status(
     elif (
         last_run is not None
         and last_run.status in FAILED
-        and int(last_run.tags.get(tags.WINDOW_TO, "0")) > delivery.to_seq
+        and tags.live_window(dict(last_run.tags))[1] > delivery.to_seq
     ):
         state = FAILING
     elif last_run is None and delivery.report is None:

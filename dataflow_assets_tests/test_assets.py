@@ -6,7 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
-from dataflow_assets.watermark import report_key
+from dataflow_assets.run_state import report_key
 from dataflow_assets_tests.support import T0, Harness, event, reports
 
 

@@ -175,3 +175,34 @@ def test_a_password_pasted_into_password_env_is_refused_without_echo(tmp_path: P
     assert isinstance(errors, list)
     assert errors[0].key == "destination.password_env"
     assert "hunter2" not in str(errors) and "s3cret" not in str(errors)
+
+
+def test_a_relative_local_path_is_the_flow_files_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever directory a generation runs from (cron, another shell), it lands in the same
+    folder: a relative local ``path`` is resolved against the folder of the flow file."""
+    flows = tmp_path / "project" / "flows"
+    flows.mkdir(parents=True)
+    text = (
+        "name: rel\nstart_date: 2026-11-01\nformat: csv\n"
+        "destination: {type: local, path: ../exports, folder: out}\n"
+    )
+    (flows / "rel.yaml").write_text(text)
+    (flows / "abs.yaml").write_text(
+        text.replace("rel", "abs").replace("../exports", str(tmp_path / "elsewhere"))
+    )
+    seen = set()
+    for cwd in (tmp_path, flows, tmp_path / "project"):
+        monkeypatch.chdir(cwd)
+        spec = load_flow_file(flows / "rel.yaml")
+        assert isinstance(spec, FlowSpec)
+        seen.add(spec.destination.path)  # type: ignore[union-attr]
+    assert seen == {str(tmp_path / "project" / "exports")}
+    monkeypatch.chdir(flows)
+    spec = load_flow_file(Path("rel.yaml"))  # a relative flow file path too
+    assert isinstance(spec, FlowSpec)
+    assert spec.destination.path == str(tmp_path / "project" / "exports")  # type: ignore[union-attr]
+    absolute = load_flow_file(flows / "abs.yaml")
+    assert isinstance(absolute, FlowSpec)
+    assert absolute.destination.path == str(tmp_path / "elsewhere")  # type: ignore[union-attr]

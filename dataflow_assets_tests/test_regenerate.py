@@ -14,13 +14,13 @@ import pytest
 from dataflow_assets import tags
 from dataflow_assets.cli import main
 from dataflow_assets.definitions import build_definitions
+from dataflow_assets.delivery_record import delivered
 from dataflow_assets.export import QUIET
 from dataflow_assets.flow import FlowSet, FlowSpec
 from dataflow_assets.planner import Plan, plan_generation
 from dataflow_assets.regenerate import RegenerationError, regenerate
 from dataflow_assets.schedules import regeneration_job_name
 from dataflow_assets.status import failure_message
-from dataflow_assets.watermark import delivered
 from dataflow_assets_tests.servers import SshdServer
 from dataflow_assets_tests.support import T0, Harness, check_delivery, event, reports
 

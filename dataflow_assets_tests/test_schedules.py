@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import dagster as dg
 from dataflow_assets import tags
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSet, FlowSpec, load_flows
-from dataflow_assets.planner import process_tags
+from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets_tests.support import T0, Harness, event
 
@@ -34,8 +35,17 @@ def test_a_tick_plans_the_window_and_range(harness: Harness) -> None:
     flow = harness.flow(sites=[1], frequency_minutes=15)
     data = tick(harness, flow)
     [request] = data.run_requests or []
-    assert request.tags[tags.WINDOW_FROM] == "0" and request.tags[tags.WINDOW_TO] == "3"
-    assert request.tags[tags.FLOW] == "f" and request.run_key == "g0-3-1"
+    assert tags.live_window(request.tags)[:2] == (0, 3)
+    assert request.tags[tags.GENERATION].startswith("g0-3@")
+    assert (
+        request.tags[tags.FLOW] == "f" and request.run_key == request.tags[tags.GENERATION] + "-1"
+    )
+    # Three tags of ours (the UI's runs list shows them all): flow, generation, and the process
+    # that runs it (added by the run).
+    assert sorted(k for k in request.tags if k.startswith("dataflow/")) == [
+        tags.FLOW,
+        tags.GENERATION,
+    ]
     assert (request.tags[tags.RANGE_START], request.tags[tags.RANGE_END]) == (
         "2026-11-20-10:00",
         "2026-11-20-12:00",
@@ -67,16 +77,20 @@ def test_a_dead_run_is_failed_and_its_window_retried(harness: Harness) -> None:
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    run_tags = {**first.tags, **process_tags(), tags.PID: dead.stdout.strip()}
+    run_tags = {
+        **first.tags,
+        tags.PROCESS: tags.process_value(int(dead.stdout.strip()), socket.gethostname()),
+    }
     run = harness.instance.create_run_for_job(
         defs.resolve_job_def(job_name(flow)), tags=run_tags, status=dg.DagsterRunStatus.STARTED
     )
     harness.ingest([event(2, T0)])  # a bigger window would be planned if the dead one were lost
     retry = tick(harness, flow).run_requests[0]
     assert harness.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
-    assert retry.tags[tags.GENERATION] == first.tags[tags.GENERATION] == "g0-1"
-    assert retry.tags[tags.PLANNED_AT] == first.tags[tags.PLANNED_AT]
-    assert retry.run_key == "g0-1-2"
+    # The same generation: window and planned-at time (both in the tag).
+    assert retry.tags[tags.GENERATION] == first.tags[tags.GENERATION]
+    assert tags.live_window(retry.tags)[:2] == (0, 1)
+    assert retry.run_key == retry.tags[tags.GENERATION] + "-2"
 
 
 def test_definitions_load_valid_flows_beside_invalid_ones(tmp_path: Path, monkeypatch) -> None:

@@ -127,7 +127,7 @@ def test_running_and_disabled(harness: Harness) -> None:
         job_name="f_generation",
         run_id=str(uuid.uuid4()),
         status=dg.DagsterRunStatus.STARTED,
-        tags={tags.FLOW: flow.name, tags.GENERATION: "g0-10", tags.WINDOW_TO: "10"},
+        tags={tags.FLOW: flow.name, tags.GENERATION: "g0-10@20260101T000000Z"},
     )
     harness.instance.add_run(run)
     running = flow_status(harness.instance, flow, harness.db)

@@ -131,6 +131,7 @@ def _load_options(args: argparse.Namespace) -> LoadOptions:
         regeneration=args.regeneration,
         dedupe=args.dedupe,
         csv_separator=separator,
+        across_gaps=args.across_gaps,
     )
 
 
@@ -195,6 +196,13 @@ def cmd_load(args: argparse.Namespace) -> int:
         _err(
             f"load: stopped at {stopped}\n  the {len(loaded)} generation(s) loaded before it "
             "are committed, nothing of this one is; re-run to resume"
+        )
+        return 1
+    if plan.chain_break is not None:
+        _err(
+            f"load: stopped before {location.relative(plan.chain_break.report)}: "
+            f"{plan.chain_break}\n  the generations before it are loaded; `dataflow verify` "
+            "shows the chain; --across-gaps loads past it"
         )
         return 1
     return 0
@@ -262,6 +270,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--csv-separator", metavar="SEP", help="CSV separator (default: read from each header)"
+    )
+    p.add_argument(
+        "--across-gaps",
+        action="store_true",
+        help="load past a gap or an overlap in the chain of live generations (default: stop)",
     )
     _dest_options(p)
     p.set_defaults(func=cmd_load)

@@ -67,11 +67,17 @@ def ensure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_SCHEMA)
 
 
-def loaded_generations(con: duckdb.DuckDBPyConnection, table: str, flow: str) -> set[str]:
+def loaded_generations(
+    con: duckdb.DuckDBPyConnection, table: str, flow: str
+) -> set[tuple[str, str]]:
+    """(generation id, report file name) of the loaded generations: an id alone is not unique
+    across event stores (a flow started fresh in a new folder has a ``g0-…`` again), its report's
+    name (the planned-at stamp) tells them apart."""
     rows = con.execute(
-        f"SELECT generation_id FROM {LOADS} WHERE target_table = ? AND flow = ?", [table, flow]
+        f"SELECT generation_id, report FROM {LOADS} WHERE target_table = ? AND flow = ?",
+        [table, flow],
     ).fetchall()
-    return {str(r[0]) for r in rows}
+    return {(str(g), str(r).rsplit("/", 1)[-1]) for g, r in rows}
 
 
 def loaded_reports(con: duckdb.DuckDBPyConnection, table: str, flow: str, kind: str) -> set[str]:
@@ -100,6 +106,20 @@ def applied_regenerations(
         [table, flow],
     ).fetchall()
     return [AppliedRegeneration(str(g), a, b, int(w)) for g, a, b, w in rows]
+
+
+def last_live_window(
+    con: duckdb.DuckDBPyConnection, table: str, flow: str, source: str
+) -> tuple[str, int] | None:
+    """The live generation loaded into ``table`` from the DEST ``source`` whose window ends
+    highest, and that end (another DEST, e.g. a flow started fresh in a new folder, has a chain
+    of its own)."""
+    row = con.execute(
+        f"SELECT generation_id, window_to FROM {LOADS} WHERE target_table = ? AND flow = ? "
+        "AND kind = 'live' AND source = ? ORDER BY window_to DESC LIMIT 1",
+        [table, flow, source],
+    ).fetchone()
+    return (str(row[0]), int(row[1])) if row else None
 
 
 def record_file(

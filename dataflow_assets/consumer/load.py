@@ -41,7 +41,7 @@ from dataflow_assets.consumer.ledger import AppliedRegeneration
 from dataflow_assets.consumer.manifest import Manifest
 from dataflow_assets.consumer.reading import StagedFile, drop_staged, stage_file
 from dataflow_assets.consumer.table import Target, fit_table, table_columns
-from dataflow_assets.consumer.verify import ReportedFile, report_files
+from dataflow_assets.consumer.verify import ChainBreak, ReportedFile, chain_breaks, report_files
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class LoadOptions:
     regeneration: bool = False
     dedupe: str | None = None
     csv_separator: str | None = None
+    #: load past a gap or an overlap in the chain of live generations (``--across-gaps``)
+    across_gaps: bool = False
 
 
 @dataclass
@@ -79,6 +81,8 @@ class PendingGeneration:
 class LoadPlan:
     pending: list[PendingGeneration]
     already_loaded: int
+    #: why the generations after ``pending`` are not loaded: a gap or an overlap before them
+    chain_break: ChainBreak | None = None
 
     @property
     def files(self) -> int:
@@ -129,7 +133,7 @@ def plan_load(
             )
         manifest = report.manifest
         assert manifest is not None
-        if manifest.generation_id in done:
+        if (manifest.generation_id, report.path.rsplit("/", 1)[-1]) in done:
             already += 1
             continue
         if manifest.is_regeneration != options.regeneration:
@@ -145,7 +149,15 @@ def plan_load(
         for path in skipped:
             log.warning("%s: %s was loaded with another report; skipped", report.stamp, path)
         pending.append(PendingGeneration(report, manifest, keep, skipped))
-    return LoadPlan(pending, already)
+    if options.regeneration or options.across_gaps:
+        return LoadPlan(pending, already)
+    # The chain continues from the last live generation loaded: stop before a gap or an overlap.
+    start = ledger.last_live_window(con, table, deliveries.flow, deliveries.location.url)
+    breaks = chain_breaks([(p.report.path, p.manifest) for p in pending], start)
+    if not breaks:
+        return LoadPlan(pending, already)
+    first = next(i for i, p in enumerate(pending) if p.report.path == breaks[0].report)
+    return LoadPlan(pending[:first], already, breaks[0])
 
 
 def known_reports(con: duckdb.DuckDBPyConnection, flow: str, options: LoadOptions) -> set[str]:

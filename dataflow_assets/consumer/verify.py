@@ -2,7 +2,10 @@
 
 A delivery is sound when every data file is listed in exactly one report, and every reported
 file exists with the size and SHA-256 its manifest gives. Each report must have a readable
-manifest of the same flow that lists exactly the report's files.
+manifest of the same flow that lists exactly the report's files. The live generations, in
+report order, form one chain (SPEC 5): each window's ``from`` is the previous window's ``to``,
+from the first delivered window on; a gap (events never delivered) or an overlap (events
+delivered twice) is a problem.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataflow_assets.consumer.deliveries import Deliveries, Report
-from dataflow_assets.consumer.manifest import ManifestFile
+from dataflow_assets.consumer.manifest import Manifest, ManifestFile
 from dataflow_assets.destinations.base import Destination
 
 Progress = Callable[[int], object]
@@ -28,6 +31,8 @@ TWICE = "reported twice"
 MANIFEST = "bad manifest"
 REPORT = "bad report"
 EMPTY = "nothing delivered"
+GAP = "gap"
+OVERLAP = "overlap"
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,55 @@ def report_files(
     return files, problems
 
 
+@dataclass(frozen=True)
+class ChainBreak:
+    """Between generation ``before`` (window ending at ``before_to``) and ``after`` (window
+    starting at ``after_from``): events ``(before_to, after_from]`` never delivered (a gap) or
+    ``(after_from, before_to]`` delivered twice (an overlap)."""
+
+    before: str
+    before_to: int
+    after: str
+    after_from: int
+    report: str  # of ``after``
+
+    @property
+    def kind(self) -> str:
+        return GAP if self.after_from > self.before_to else OVERLAP
+
+    def __str__(self) -> str:
+        if self.kind == GAP:
+            what = f"events ({self.before_to}, {self.after_from}] were never delivered"
+        else:
+            what = f"events ({self.after_from}, {self.before_to}] were delivered twice"
+        return (
+            f"{self.kind} between generation {self.before} (to {self.before_to}) and "
+            f"{self.after} (from {self.after_from}): {what}"
+        )
+
+
+def chain_breaks(
+    manifests: list[tuple[str, Manifest]], start: tuple[str, int] | None = None
+) -> list[ChainBreak]:
+    """Where the live generations ``manifests`` (report path, manifest; in report order) do not
+    continue each other. ``start``: the generation and window end they must continue from
+    (the last one loaded); else the first one starts the chain."""
+    breaks = []
+    previous = start
+    for report, manifest in manifests:
+        if manifest.is_regeneration:
+            continue
+        if previous is not None and manifest.window_from != previous[1]:
+            breaks.append(
+                ChainBreak(
+                    previous[0], previous[1], manifest.generation_id, manifest.window_from, report
+                )
+            )
+        if previous is None or manifest.window_to > previous[1]:
+            previous = (manifest.generation_id, manifest.window_to)
+    return breaks
+
+
 def sha256_of(destination: Destination, path: str, workdir: Path) -> str:
     """SHA-256 (hex) of the file at ``path``, downloaded to ``workdir`` and removed."""
     local = workdir / "verify.part"
@@ -169,6 +223,9 @@ def verify(
         for f in files:
             owners.setdefault(f.location, []).append(report.path)
             expected.setdefault(f.location, f)
+    chain = [(r.path, r.manifest) for r in deliveries.reports if r.manifest is not None]
+    for crack in chain_breaks(chain):
+        result.problems.append(Problem(crack.kind, shown(crack.report), str(crack)))
     for location, reports in owners.items():
         if len(reports) > 1:
             result.problems.append(

@@ -8,6 +8,9 @@ Tables:
   ``first_seen_seq`` is the insertion sequence of the row that introduced it, so an export of a
   window ``(from, to]`` always has the same columns, however many keys arrive later.
 - ``loads``: one row per ingested file (audit).
+- ``store_identity``: one row, the store's identity (a UUID), created with the store (or on the
+  first write of a store made before identities). Manifests record it (SPEC 5): a destination
+  whose reports come from another store is refused, and GUIDs are derived from it.
 
 DuckDB lets one process write a file at a time, and a writer excludes readers of other processes
 ("Could not set lock on file"). Every connection here retries that conflict with backoff.
@@ -87,6 +90,8 @@ CREATE TABLE IF NOT EXISTS loads (
     last_seq BIGINT,
     loaded_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS store_identity (id VARCHAR NOT NULL);
+INSERT INTO store_identity SELECT uuid()::VARCHAR WHERE NOT EXISTS (SELECT 1 FROM store_identity);
 INSERT OR IGNORE INTO properties VALUES
     ('hit_time_utc', 'timestamp', 0), ('event_id', 'integer', 0), ('site_id', 'integer', 0);
 """
@@ -155,6 +160,22 @@ def property_types(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[PropertyTy
 def max_seq(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute("SELECT coalesce(max(ingest_seq), 0) FROM events").fetchone()
     return int(row[0]) if row else 0
+
+
+def store_identity(path: Path) -> str:
+    """The identity (a UUID) of the store at ``path``; given to a store made before identities
+    on this first call (a write connection, once)."""
+    for attempt in (1, 2):
+        with connect(path, read_only=attempt == 1) as con:
+            known = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'store_identity'"
+            ).fetchone()
+            if not known or not known[0]:
+                continue  # an older store: the write connection creates its identity
+            row = con.execute("SELECT min(id) FROM main.store_identity").fetchone()
+            if row and row[0]:
+                return str(row[0])
+    raise RuntimeError(f"event store {path} has no identity")
 
 
 def quote(identifier: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -189,3 +190,29 @@ def test_a_load_killed_mid_generation_leaves_nothing_of_it(
     monkeypatch.setattr(LocalFolder, "download", real)
     assert run("load", h.out / "out", "--flow", "f", "--into", db)[0] == 0
     assert_table_holds(db, flow, ingested)
+
+
+def test_a_flow_started_fresh_in_a_new_folder_loads_into_the_same_table(
+    run: Run, harness: Harness, tmp_path: Path
+) -> None:
+    """A new event store's first generation has the id ``g0-…`` again: the loader tells it from
+    the old one by its report, and loads it."""
+    h = harness
+    old = h.flow(format="csv")
+    first = events(1, 6, hours=(10,))
+    h.ingest(first)
+    assert h.export(old).success
+    db = tmp_path / "w.duckdb"
+    assert run("load", h.out / "out", "--flow", "f", "--into", db)[0] == 0
+    h.db.unlink()  # a new store and instance; the flow starts fresh in folder v2
+    h.instance.dispose()
+    (tmp_path / "home2").mkdir()
+    h.instance = dg.DagsterInstance.from_config(str(tmp_path / "home2"))
+    fresh = events(101, 6, hours=(11,))
+    h.ingest(fresh)
+    moved = h.flow(format="csv", destination={"type": "local", "path": str(h.out), "folder": "v2"})
+    assert h.export(moved).success
+    code, out, err = run("load", h.out / "v2", "--flow", "f", "--into", db)
+    assert code == 0, err
+    assert "live generation g0-6" in out
+    assert_table_holds(db, old, first + fresh)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from dataflow_assets_tests.consumer.conftest import Run
@@ -174,3 +175,40 @@ def test_load_does_not_reread_what_it_loaded(run: Run, dest: Path, tmp_path: Pat
     assert code == 0, err
     assert "loaded 0 generation(s)" in out and "2 generation(s) were already loaded" in out
     assert _verify(run, dest)[0] == 1  # verify still reads everything
+
+
+def _rewindow(dest: Path, new_from: int) -> tuple[str, str]:
+    """Hand-edit the second live manifest's window ``from``; the two generations' ids."""
+    first, second = sorted((dest / "f").glob("*_delivery.manifest.json"))
+    body = json.loads(second.read_text())
+    body["window"]["from"] = new_from
+    second.write_text(json.dumps(body))
+    return json.loads(first.read_text())["generation_id"], body["generation_id"]
+
+
+@pytest.mark.parametrize(("new_from", "kind"), [(13, "gap"), (11, "overlap")])
+def test_a_gap_or_an_overlap_in_the_chain_is_a_problem(
+    run: Run, dest: Path, new_from: int, kind: str
+) -> None:
+    before, after = _rewindow(dest, new_from)
+    code, out = _verify(run, dest)
+    assert code == 1, out
+    [problem] = _problems(out)
+    assert problem.startswith(f"PROBLEM {kind}: f/") and before in problem and after in problem
+
+
+@pytest.mark.parametrize("new_from", [13, 11])
+def test_load_stops_before_a_gap_or_an_overlap(
+    run: Run, dest: Path, tmp_path: Path, new_from: int
+) -> None:
+    before, after = _rewindow(dest, new_from)
+    db = tmp_path / "w.duckdb"
+    code, _out, err = run("load", dest, "--flow", "f", "--into", db)
+    assert code == 1 and before in err and after in err and "--across-gaps" in err
+    with duckdb.connect(str(db), read_only=True) as con:
+        # the first generation alone (one of its 12 events is filtered out)
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (11,)
+    code, _out, err = run("load", dest, "--flow", "f", "--into", db, "--across-gaps")
+    assert code == 0, err
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (12,)

@@ -14,10 +14,10 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from dataflow_assets import tags
 from dataflow_assets.definitions import build_definitions
+from dataflow_assets.delivery_record import delivered
 from dataflow_assets.export import QUIET
 from dataflow_assets.flow import FlowSet, FlowSpec
 from dataflow_assets.schedules import checks_job_name, regeneration_job_name
-from dataflow_assets.watermark import delivered
 from dataflow_assets_tests.servers import PostgresServer
 from dataflow_assets_tests.support import T0, Harness, check_delivery, event, make_harness, reports
 

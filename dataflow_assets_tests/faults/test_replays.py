@@ -17,8 +17,8 @@ import pytest
 from dataflow_assets import tags
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import load_flows
-from dataflow_assets.planner import process_tags
 from dataflow_assets.resources import EventStore
+from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets_tests.faults.checks import audit
 from dataflow_assets_tests.faults.deployment import Deployment
@@ -55,7 +55,7 @@ def test_re_executing_an_old_generation_moves_nothing_back(deployment: Deploymen
     first = d.generation_runs("replayed")[0]
     # "Re-execute" the first generation (parent run tags kept, as the UI and the run-retry
     # daemon do): it rewrites its own window, byte for byte, and reports it under its own name.
-    assert run_with_tags(d, "replayed", {k: v for k, v in first.tags.items() if k != tags.PID})
+    assert run_with_tags(d, "replayed", {k: v for k, v in first.tags.items() if k != tags.PROCESS})
     assert files_of(d.out) == before
     # The next generation starts where the flow really is, not after the replayed window.
     d.ingest(traffic(30, first=2001))
@@ -82,3 +82,22 @@ def test_a_tick_racing_dataflow_export_reports_the_window_once(deployment: Deplo
     run_with_tags(d, "raced", dict(request.tags))  # the daemon launches the tick's run
     export_until_idle(d, "raced")
     audit(d.out, flow, d.events)
+
+
+def test_kill_9_after_the_report_then_re_executing_an_older_run(deployment: Deployment) -> None:
+    """The crashed run's report is on the destination, Dagster never recorded it, and the
+    newest run is a replay of an older generation: the destination's record still says where
+    the flow is, so the crashed window is neither lost nor delivered twice."""
+    d = deployment
+    flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
+    d.ingest(traffic(100))
+    export_until_idle(d, "crashy")
+    d.ingest(traffic(50, first=1001))
+    d.crash("report", 0, "export", "crashy")
+    older = d.generation_runs("crashy")[0]
+    before = files_of(d.out)
+    assert run_with_tags(d, "crashy", {k: v for k, v in older.tags.items() if k != tags.PROCESS})
+    assert files_of(d.out) == before
+    d.ingest(traffic(30, first=2001))
+    export_until_idle(d, "crashy")
+    assert audit(d.out, flow, d.events).windows == [(0, 100), (100, 150), (150, 180)]
