@@ -162,23 +162,25 @@ def test_parquet_is_typed(tmp_path: Path) -> None:
 def test_a_file_is_loaded_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "e.duckdb"
     ingest_file(db, write_ndjson(tmp_path / "a.ndjson", [event(1, T)]))
-    import dataflow_assets.store.ingest as ingest
+    import dataflow_assets.store.ingest_readers as readers
+    import dataflow_assets.store.staging as staging
 
-    original = ingest.pq.read_metadata
+    original = staging.insert_batch
     calls = {"n": 0}
 
-    def fail_on_second_chunk(path):  # the crash happens mid-insert
+    def fail_on_second_chunk(*args):  # the crash happens mid-insert
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError("disk gone")
-        return original(path)
+        return original(*args)
 
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
-    monkeypatch.setattr(ingest.pq, "read_metadata", fail_on_second_chunk)
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 200)  # a batch or two a line
+    monkeypatch.setattr(staging, "insert_batch", fail_on_second_chunk)
     with pytest.raises(OSError):
         ingest_file(
             db, write_ndjson(tmp_path / "b.ndjson", [event(i, T, newcol="x") for i in range(2, 8)])
         )
+    assert calls["n"] == 2
     got = rows(db)
     assert [r["event_id"] for r in got] == [1] and "newcol" not in got[0]
 
