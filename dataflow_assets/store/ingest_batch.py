@@ -32,6 +32,10 @@ from dataflow_assets.store.schema import PropertyType, quote
 Explain = Callable[[int], tuple[Any, str]]
 
 
+#: A record the row path skips (a blank line DuckDB read as a row).
+SKIP = object()
+
+
 class NeedsRowPath(Exception):
     """The batch rules cannot reproduce the row path's order for this file."""
 
@@ -179,6 +183,8 @@ def _row_path(
     dynamic: dict[str, PropertyType] = {}
     for line in lines:
         record, raw = batch.record(line)
+        if record is SKIP:
+            continue
         known = {**start_known, **dynamic}
         known.update({k: t for k, (t, at) in setters.items() if at < line})
         typer = _Typer(known)

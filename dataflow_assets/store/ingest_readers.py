@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from isal import igzip
 
-from dataflow_assets.store.ingest_batch import NeedsRowPath, RawBatch
+from dataflow_assets.store.ingest_batch import SKIP, NeedsRowPath, RawBatch
 from dataflow_assets.store.ingest_rows import (
     KEY,
     RESERVED_KEYS,
@@ -47,6 +47,7 @@ CSV_BLOCK_LINES = 65_536
 PARQUET_BATCH_ROWS = 65_536
 SAMPLE_LINES = 50
 KEY_COLON = '"[ \t\r\n]*:'
+SUSPICIOUS = r",[ \t\r\n]*[}\]]|\x{feff}|:[ \t\r\n]*null"
 
 
 def is_key(key: Any) -> bool:
@@ -126,101 +127,124 @@ def _ndjson(
 def _ndjson_block(
     con: duckdb.DuckDBPyConnection, block: bytes, line_base: int, block_file: Path, known: set[str]
 ) -> RawBatch:
+    n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    keys = _candidate_keys(block, known)
+    if block.isascii() or _is_utf8(block):
+        # Optimistic: DuckDB reads the block as it is; if it returns one row a line, no line was
+        # blank (DuckDB skips those) and every row is at its line.
+        lines = pa.array(range(line_base + 1, line_base + 1 + n_lines), pa.int64())
+        table = _read_block(con, block, block_file, keys)
+        if table is not None and len(table) == n_lines:
+            return _json_batch(block, None, lines, table, keys, line_base, [])
+    # Split in Python: skip blank lines, reject undecodable ones, then read what is left.
     rejected: list[tuple[int, str, str]] = []
+    kept_lines: list[int] = []
+    kept: list[bytes] = []
+    for i, raw_line in enumerate(block.split(b"\n")[:n_lines]):
+        if not raw_line.strip():
+            continue
+        stripped = raw_line.rstrip(b"\r\n")
+        try:
+            stripped.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            reason = f"not UTF-8: {exc.reason}"
+            rejected.append((line_base + 1 + i, reason, stripped.decode("utf-8", "replace")))
+            continue
+        kept_lines.append(line_base + 1 + i)
+        kept.append(raw_line)
+    body = b"\n".join(kept) + b"\n"
+    lines = pa.array(kept_lines, pa.int64())
+    table = _read_block(con, body, block_file, keys) if kept else None
+    if kept and (table is None or len(table) != len(kept)):
+        # A line DuckDB splits where Python does not (a lone CR, say).
+        raise NeedsRowPath(f"DuckDB read {len(table or [])} of {len(kept)} lines of a block")
+    return _json_batch(body, kept_lines, lines, table, keys, line_base, rejected)
+
+
+def _is_utf8(data: bytes) -> bool:
     try:
-        text: str | None = block.decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError:
-        text = None
-    texts: list[str] | None = None  # every line of the block, when split
-    if text is None or _has_blank_line(text):
-        kept_lines: list[int] = []
-        kept: list[str] = []
-        texts = []
-        for i, raw_line in enumerate(block.split(b"\n")):
-            line_no = line_base + 1 + i
-            stripped = raw_line.rstrip(b"\r\n")
-            try:
-                decoded = stripped.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                texts.append("")
-                if raw_line.strip():
-                    reason = f"not UTF-8: {exc.reason}"
-                    rejected.append((line_no, reason, stripped.decode("utf-8", "replace")))
-                continue
-            texts.append(decoded)
-            if raw_line.strip():
-                kept_lines.append(line_no)
-                kept.append(decoded)
-        if block.endswith(b"\n"):
-            texts.pop()
-        body = "\n".join(kept) + "\n"
-        lines = pa.array(kept_lines, pa.int64())
-    else:
-        body = text
-        count = text.count("\n") + (0 if text.endswith("\n") else 1)
-        lines = pa.array(range(line_base + 1, line_base + 1 + count), pa.int64())
+        return False
+    return True
 
-    def line_text(line: int) -> str:
-        nonlocal texts
-        if texts is None:
-            assert text is not None
-            texts = text.split("\n")
-        return texts[line - line_base - 1].rstrip("\r")
 
-    def record(line: int) -> tuple[Any, str]:
-        raw = line_text(line)
-        return _json_record(raw), raw
-
+def _candidate_keys(block: bytes, known: set[str]) -> list[str]:
+    """The keys read into columns: those typed so far and those of the block's first lines."""
     sample: set[str] = set()
-    for raw in itertools.islice(body.split("\n", SAMPLE_LINES), SAMPLE_LINES):
-        obj = _json_record(raw) if raw.strip() else None
+    for raw in block.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES]:
+        try:
+            obj = json.loads(raw) if raw.strip() else None
+        except (ValueError, RecursionError):
+            continue
         if isinstance(obj, dict):
             sample.update(k for k in obj if is_key(k))
-    keys = sorted(k for k in known | sample if is_key(k))
-    if len(lines) == 0 or not keys:
-        pre_ok = pa.array([False] * len(lines), pa.bool_())
-        table = pa.table({"_line": lines, "_pre_ok": pre_ok})
-        return RawBatch(table, [], {}, record, rejected)
-    block_file.write_text(body, encoding="utf-8")
+    return sorted(k for k in known | sample if is_key(k))
+
+
+def _read_block(
+    con: duckdb.DuckDBPyConnection, body: bytes, block_file: Path, keys: list[str]
+) -> pa.Table | None:
+    if not keys:
+        return None
+    block_file.write_bytes(body)
     columns = "{" + ", ".join(f"'{k}': 'JSON'" for k in keys) + "}"
-    present = " + ".join(f'("{k}" IS NOT NULL)::INT' for k in keys) or "0"
+    present = " + ".join(f'("{k}" IS NOT NULL)::INT' for k in keys)
     cells = ", ".join(f'"{k}"::VARCHAR AS "{k}"' for k in keys)
-    table = con.sql(
+    return con.sql(
         f"SELECT {cells}, {present} AS _present FROM read_json(?, format='newline_delimited', "
         f"records=true, columns={columns}, ignore_errors=true, maximum_object_size=1073741824)",
         params=[str(block_file)],
     ).to_arrow_table()
-    if len(table) != len(lines):
-        # A line DuckDB split or skipped where Python does not (a lone CR, say).
-        raise NeedsRowPath(f"DuckDB read {len(table)} of {len(lines)} lines of a block")
-    # Per line: does its text hold exactly the key/value pairs DuckDB found?
-    body_arr = pa.array([body], pa.large_string())
-    total_keys = pc.sum(pc.count_substring_regex(body_arr, KEY_COLON)).as_py()
+
+
+def _json_batch(
+    body: bytes,
+    kept_lines: list[int] | None,
+    lines: pa.Array,
+    table: pa.Table | None,
+    keys: list[str],
+    line_base: int,
+    rejected: list[tuple[int, str, str]],
+) -> RawBatch:
+    texts: list[bytes] | None = None
+    index: dict[int, int] = {}
+
+    def record(line: int) -> tuple[Any, str]:
+        nonlocal texts, index
+        if texts is None:
+            texts = body.split(b"\n")
+            if kept_lines is not None:
+                index = {n: i for i, n in enumerate(kept_lines)}
+        i = index[line] if kept_lines is not None else line - line_base - 1
+        raw_line = texts[i]
+        if not raw_line.strip():
+            return SKIP, ""
+        raw = raw_line.rstrip(b"\r\n").decode("utf-8")
+        return _json_record(raw), raw
+
+    if table is None:
+        pre_ok = pa.array([False] * len(lines), pa.bool_())
+        return RawBatch(pa.table({"_line": lines, "_pre_ok": pre_ok}), [], {}, record, rejected)
+    # Does each line hold exactly the key/value pairs DuckDB found (DuckDB reads JSON laxer
+    # than Python, and drops keys it was not asked for)? Checked over the whole block first: with
+    # blanks removed, every `"key":` of a line shows as `":`, so the block's count is at least
+    # DuckDB's number of values, equal only if every line's is.
+    compact = body.translate(None, b" \t\r\n")
     total_present = pc.sum(table.column("_present")).as_py() or 0
-    suspicious = pc.sum(
-        pc.count_substring_regex(body_arr, r",[ \t\r\n]*[}\]]|\x{feff}|:[ \t\r\n]*null")
-    ).as_py()
-    if total_keys == total_present and not suspicious:
+    suspicious = any(p in compact for p in (b",}", b",]", b":null", b"\xef\xbb\xbf"))
+    if compact.count(b'":') == total_present and not suspicious:
         pre_ok = pa.array([True] * len(lines), pa.bool_())
     else:
-        per_line = pc.split_pattern(body_arr, "\n").flatten()
-        if body.endswith("\n"):
-            per_line = per_line.slice(0, len(per_line) - 1)
+        per_line = pc.split_pattern(pa.array([body], pa.large_binary()), b"\n").flatten()
+        per_line = per_line.slice(0, len(lines)).cast(pa.large_string())
         pre_ok = pc.and_(
             pc.equal(pc.count_substring_regex(per_line, KEY_COLON), table.column("_present")),
-            pc.invert(
-                pc.match_substring_regex(per_line, r",[ \t\r\n]*[}\]]|\x{feff}|:[ \t\r\n]*null")
-            ),
+            pc.invert(pc.match_substring_regex(per_line, SUSPICIOUS)),
         )
     table = table.drop_columns(["_present"])
     table = table.append_column("_line", lines).append_column("_pre_ok", pre_ok)
     return RawBatch(table, keys, dict.fromkeys(keys, "json"), record, rejected)
-
-
-def _has_blank_line(text: str) -> bool:
-    import re
-
-    return bool(re.search(r"(^|\n)[ \t\r\f\v]*(\n|\Z)", text.removesuffix("\n")) or not text)
 
 
 # -- CSV ----------------------------------------------------------------------------------------

@@ -36,12 +36,12 @@ TS_FAST_RE = (
 
 #: Macros every batch query uses; created once per in-memory connection.
 MACROS = f"""
+CREATE OR REPLACE TEMP MACRO df_ts_range(t) AS (
+    CASE WHEN t >= TIMESTAMPTZ '1000-01-01 00:00:00+00'
+          AND t < TIMESTAMPTZ '9999-12-31 00:00:00+00' THEN t END
+);
 CREATE OR REPLACE TEMP MACRO df_ts(s) AS (
-    CASE WHEN regexp_full_match(s, '{TS_FAST_RE}') THEN (
-        SELECT CASE WHEN t >= TIMESTAMPTZ '1000-01-01 00:00:00+00'
-                     AND t < TIMESTAMPTZ '9999-12-31 00:00:00+00' THEN t END
-        FROM (SELECT TRY_CAST(s AS TIMESTAMPTZ) AS t)
-    ) END
+    df_ts_range(CASE WHEN regexp_full_match(s, '{TS_FAST_RE}') THEN TRY_CAST(s AS TIMESTAMPTZ) END)
 );
 CREATE OR REPLACE TEMP MACRO df_json_str(c) AS (
     CASE WHEN left(c, 1) = '"' THEN
