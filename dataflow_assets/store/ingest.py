@@ -90,7 +90,9 @@ def ingest_file(db: Path, path: Path, progress: Progress | None = None) -> Inges
                 bad_out = None
             if rejected == 0:
                 rejected_file.unlink(missing_ok=True)
-            first, last = append_to_duckdb(connect, db, path, staging, types.new, rejected)
+            first, last = append_to_duckdb(
+                connect, db, path, staging, types.new_in_order(), rejected
+            )
             loaded = staging.rows
     except NeedsRowPath:
         if bad_out is not None:

@@ -69,6 +69,13 @@ class FileTypes:
 
     known: dict[str, PropertyType]
     new: dict[str, tuple[PropertyType, int]] = field(default_factory=dict)  # key -> (type, line)
+    #: key -> its position in the record that introduced it: new columns are added in the order
+    #: (line, position), as the row path adds them.
+    position: dict[str, int] = field(default_factory=dict)
+
+    def new_in_order(self) -> dict[str, tuple[PropertyType, int]]:
+        order = sorted(self.new, key=lambda k: (self.new[k][1], self.position.get(k, 0)))
+        return {k: self.new[k] for k in order}
 
 
 def connection() -> duckdb.DuckDBPyConnection:
@@ -125,6 +132,9 @@ def type_batch(con: duckdb.DuckDBPyConnection, batch: RawBatch, types: FileTypes
     for key, (kind, line) in setters.items():
         types.known[key] = kind
         types.new.setdefault(key, (kind, line))
+        record, _raw = batch.record(line)
+        if isinstance(record, dict):
+            types.position[key] = list(record).index(key) if key in record else 0
     if accepted:
         good = _merge(good, accepted, types.known)
     return TypedBatch(good, rejected)
@@ -201,6 +211,7 @@ def _row_path(
                 raise NeedsRowPath(f"{key} first accepted on line {line}, before its setter")
             dynamic[key] = kind
             types.new.setdefault(key, (kind, line))
+            types.position[key] = list(record).index(key)
         accepted.append((line, row))
     types.known.update(dynamic)
     return accepted, rejected

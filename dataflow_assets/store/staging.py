@@ -79,13 +79,16 @@ def append_to_duckdb(
     new_types: dict[str, tuple[PropertyType, int]],
     rejected: int,
 ) -> tuple[int | None, int | None]:
-    """Append the staged rows in one transaction; return the sequence range given to them."""
+    """Append the staged rows in one transaction; return the sequence range given to them.
+
+    ``new_types``: the file's new keys -> (type, line that introduced it), in the order their
+    columns are to be added."""
     with connect(db, read_only=False) as con:
         con.execute("BEGIN TRANSACTION")
         try:
             base = max_seq(con)
             current = {k: t for k, (t, _s) in property_types(con).items()}
-            for key, (kind, _line) in sorted(new_types.items(), key=lambda kv: kv[1][1]):
+            for key, (kind, _line) in new_types.items():  # in the order they came
                 if key in current:
                     if current[key] is not kind and not (
                         current[key] is PropertyType.DECIMAL and kind is PropertyType.INTEGER
