@@ -55,6 +55,8 @@ class RawBatch:
     forms: dict[str, str]
     record: Callable[[int], tuple[Any, str]]
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    #: Many records at once, where the reader has a faster way than one by one.
+    records: Callable[[list[int]], list[tuple[Any, str]]] | None = None
 
 
 @dataclass
@@ -82,6 +84,8 @@ def connection() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for typing batches (no store lock involved)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    # A batch is a few tens of MiB: past this DuckDB spills rather than grow the process.
+    con.execute("SET memory_limit = '256MB'")
     con.execute(MACROS)
     return con
 
@@ -115,7 +119,8 @@ def type_batch(con: duckdb.DuckDBPyConnection, batch: RawBatch, types: FileTypes
             + [f"{quote('t_' + k)} AS {quote(k)}" for k in batch.keys if k in kinds]
         )
         result = con.sql(
-            f"SELECT {outer} FROM (SELECT {inner} FROM raw_batch) ORDER BY _line"
+            # In line order: DuckDB keeps the order of what it scans (preserve_insertion_order).
+            f"SELECT {outer} FROM (SELECT {inner} FROM raw_batch)"
         ).to_arrow_table()
     finally:
         con.unregister("raw_batch")
@@ -191,8 +196,8 @@ def _row_path(
     accepted: list[tuple[int, dict[str, Any]]] = []
     rejected: list[tuple[int, str, str]] = []
     dynamic: dict[str, PropertyType] = {}
-    for line in lines:
-        record, raw = batch.record(line)
+    fetched = batch.records(lines) if batch.records else [batch.record(n) for n in lines]
+    for line, (record, raw) in zip(lines, fetched, strict=True):
         if record is SKIP:
             continue
         known = {**start_known, **dynamic}

@@ -42,10 +42,13 @@ from dataflow_assets.store.ingest_rows import (
 )
 
 Progress = Callable[[int], None]
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 8 << 20
 CSV_BLOCK_LINES = 65_536
 PARQUET_BATCH_ROWS = 65_536
 SAMPLE_LINES = 50
+#: DuckDB's longest NDJSON line (it allocates twice this); a longer line sends the file to the
+#: row path.
+MAX_LINE_BYTES = 16 << 20
 KEY_COLON = '"[ \t\r\n]*:'
 SUSPICIOUS = r",[ \t\r\n]*[}\]]|\x{feff}|:[ \t\r\n]*null"
 
@@ -191,11 +194,15 @@ def _read_block(
     columns = "{" + ", ".join(f"'{k}': 'JSON'" for k in keys) + "}"
     present = " + ".join(f'("{k}" IS NOT NULL)::INT' for k in keys)
     cells = ", ".join(f'"{k}"::VARCHAR AS "{k}"' for k in keys)
-    return con.sql(
-        f"SELECT {cells}, {present} AS _present FROM read_json(?, format='newline_delimited', "
-        f"records=true, columns={columns}, ignore_errors=true, maximum_object_size=1073741824)",
-        params=[str(block_file)],
-    ).to_arrow_table()
+    try:
+        return con.sql(
+            f"SELECT {cells}, {present} AS _present FROM read_json(?, "
+            f"format='newline_delimited', records=true, columns={columns}, ignore_errors=true, "
+            f"maximum_object_size={MAX_LINE_BYTES})",
+            params=[str(block_file)],
+        ).to_arrow_table()
+    except duckdb.Error:
+        return None  # a line past MAX_LINE_BYTES, say: the row path reads the file
 
 
 def _json_batch(
@@ -444,7 +451,13 @@ def _parquet(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
         def record(line: int, batch: pa.RecordBatch = batch, base: int = line_base) -> Any:
             return batch.slice(line - base - 1, 1).to_pylist()[0], ""
 
-        yield RawBatch(table, list(columns), forms, record)
+        def records(
+            lines: list[int], batch: pa.RecordBatch = batch, base: int = line_base
+        ) -> list[tuple[Any, str]]:
+            picked = batch.take(pa.array([n - base - 1 for n in lines], pa.int64()))
+            return [(row, "") for row in picked.to_pylist()]
+
+        yield RawBatch(table, list(columns), forms, record, records=records)
         line_base += n
         if progress:
             done = size * line_base // total

@@ -14,6 +14,7 @@ order (so the sequence follows physical insertion order) and records the load. A
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -25,7 +26,20 @@ import pyarrow.parquet as pq
 
 from dataflow_assets.store.schema import PropertyType, max_seq, property_types, quote
 
-MEMORY_BYTES = 256 << 20
+MEMORY_BYTES = 128 << 20
+#: Spill whatever the accounting says once the process is this big: batches typed by DuckDB may
+#: keep buffers of DuckDB's own allocator alive, which Arrow's ``nbytes`` undercounts.
+RSS_SPILL_BYTES = 512 << 20
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 Connect = Callable[..., AbstractContextManager[Any]]
 
 
@@ -45,7 +59,7 @@ class Staging:
         positions = pa.array(range(self.rows + 1, self.rows + 1 + len(table)), pa.int64())
         table = table.drop_columns(["_line"]).append_column("_pos", positions)
         self.rows += len(table)
-        if self._in_memory + table.nbytes > MEMORY_BYTES:
+        if self._in_memory + table.nbytes > MEMORY_BYTES or _rss() > RSS_SPILL_BYTES:
             path = Path(self._tmp.name) / f"chunk_{len(self.items):06d}.parquet"
             pq.write_table(table, path, compression="lz4")
             self.items.append(path)
@@ -84,6 +98,9 @@ def append_to_duckdb(
     ``new_types``: the file's new keys -> (type, line that introduced it), in the order their
     columns are to be added."""
     with connect(db, read_only=False) as con:
+        # The insert streams the staged batches; past this DuckDB spills to disk instead of
+        # holding a big file's rows in memory.
+        con.execute("SET memory_limit = '256MB'")
         con.execute("BEGIN TRANSACTION")
         try:
             base = max_seq(con)
@@ -117,7 +134,8 @@ def append_to_duckdb(
 
 
 def insert_batch(con: Any, name: str, item: pa.Table | Path, base: int) -> None:
-    """Insert one staged batch; its rows keep their order (DuckDB preserves insertion order)."""
+    """Insert one staged batch; its rows keep their order (DuckDB's preserve_insertion_order,
+    on by default, keeps the order of the scanned batch: no sort needed)."""
     if isinstance(item, Path):
         names = pq.read_schema(item).names
         source = f"read_parquet('{item}')"
@@ -128,8 +146,7 @@ def insert_batch(con: Any, name: str, item: pa.Table | Path, base: int) -> None:
     select = ", ".join(quote(c) for c in names if c != "_pos")
     try:
         con.execute(
-            f"INSERT INTO events BY NAME SELECT {base} + _pos AS ingest_seq, {select} "
-            f"FROM {source} ORDER BY _pos"
+            f"INSERT INTO events BY NAME SELECT {base} + _pos AS ingest_seq, {select} FROM {source}"
         )
     finally:
         if not isinstance(item, Path):
