@@ -23,22 +23,47 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from dataflow_assets.consumer.commands import human_bytes as _human
-from dataflow_assets.flow import (
-    LocalDestination,
-    default_flows_dir,
-    flow_files,
-    load_flow_file,
-    load_flows,
-)
 from dataflow_assets.store.schema import default_db_path
 
 if TYPE_CHECKING:
     from dataflow_assets.generation import GenerationResult
+
+# `dataflow ingest` must not pay for importing Dagster (~1-4 s of CPU): what needs it is
+# imported on first use.
+
+
+def _human(n: float) -> str:
+    from dataflow_assets.consumer.commands import human_bytes
+
+    return human_bytes(n)
+
+
+def default_flows_dir() -> Path:
+    from dataflow_assets.flow import default_flows_dir as flows_dir
+
+    return flows_dir()
+
+
+def flow_files(folder: Path) -> Any:
+    from dataflow_assets.flow import flow_files as files
+
+    return files(folder)
+
+
+def load_flow_file(path: Path) -> Any:
+    from dataflow_assets.flow import load_flow_file as load
+
+    return load(path)
+
+
+def load_flows() -> Any:
+    from dataflow_assets.flow import load_flows as load
+
+    return load()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -66,6 +91,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"ok      {path}  ({loaded.name}: {loaded.format}, {loaded.partitioning.value}, "
                 f"every {loaded.frequency_minutes} min, {loaded.destination.type})"
             )
+            from dataflow_assets.flow import LocalDestination
+
             if isinstance(loaded.destination, LocalDestination):
                 # A relative path is the flow file's folder's: say where files will land.
                 print(f"          delivers into {loaded.destination.path}")
@@ -463,10 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("ingest", help="append events from NDJSON, CSV or Parquet files (.gz too)")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--db", default=str(default_db_path()), help=db_help)
-    p.set_defaults(func=cmd_ingest)
+    _add_ingest(sub, db_help)
 
     p = sub.add_parser("export", help="run one generation of each flow now")
     p.add_argument("flows", nargs="*", help="flow names (default: every enabled flow)")
@@ -542,13 +566,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_ingest(sub: argparse._SubParsersAction, db_help: str) -> None:
+    p = sub.add_parser("ingest", help="append events from NDJSON, CSV or Parquet files (.gz too)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.set_defaults(func=cmd_ingest)
+
+
+def _ingest_parser() -> argparse.ArgumentParser:
+    """The parser of ``dataflow ingest`` alone: no Dagster import on the ingest path."""
+    parser = argparse.ArgumentParser(prog="dataflow")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_ingest(sub, "event store (default: $DATAFLOW_EVENTS_DB or data/events.duckdb)")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     logging.basicConfig(
         level=os.environ.get("DATAFLOW_LOG_LEVEL", "WARNING"),
         format="%(levelname)s %(name)s: %(message)s",
     )
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _ingest_parser() if argv[:1] == ["ingest"] else build_parser()
+    args = parser.parse_args(argv)
     return int(args.func(args))
 
 

@@ -162,23 +162,25 @@ def test_parquet_is_typed(tmp_path: Path) -> None:
 def test_a_file_is_loaded_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "e.duckdb"
     ingest_file(db, write_ndjson(tmp_path / "a.ndjson", [event(1, T)]))
-    import dataflow_assets.store.ingest as ingest
+    import dataflow_assets.store.ingest_readers as readers
+    import dataflow_assets.store.staging as staging
 
-    original = ingest.pq.read_metadata
+    original = staging.insert_batch
     calls = {"n": 0}
 
-    def fail_on_second_chunk(path):  # the crash happens mid-insert
+    def fail_on_second_chunk(*args):  # the crash happens mid-insert
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError("disk gone")
-        return original(path)
+        return original(*args)
 
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
-    monkeypatch.setattr(ingest.pq, "read_metadata", fail_on_second_chunk)
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 200)  # a batch or two a line
+    monkeypatch.setattr(staging, "insert_batch", fail_on_second_chunk)
     with pytest.raises(OSError):
         ingest_file(
             db, write_ndjson(tmp_path / "b.ndjson", [event(i, T, newcol="x") for i in range(2, 8)])
         )
+    assert calls["n"] == 2
     got = rows(db)
     assert [r["event_id"] for r in got] == [1] and "newcol" not in got[0]
 
@@ -231,3 +233,154 @@ def test_fuzz_nothing_is_lost_silently(lines: list[bytes]) -> None:
         bad = rejected(path)
         assert len(loaded) == result.loaded and len(bad) == result.rejected
         assert all(b["reason"] and b["line"] >= 1 for b in bad)
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_timestamps_outside_the_accepted_range_are_bad_rows(tmp_path: Path, fmt: str) -> None:
+    """[1000-01-01T00:00:00Z, 9999-12-31T00:00:00Z), for hit_time_utc and timestamp properties."""
+    times = [
+        ("1000-01-01T00:00:00Z", True),
+        ("0999-12-31T23:59:59Z", False),
+        ("1000-01-01T00:30:00+01:00", False),  # 0999-12-31T23:30Z
+        ("9999-12-30T23:59:59.999999Z", True),
+        ("9999-12-31T00:00:00Z", False),
+        ("9999-12-31T23:45:00Z", False),
+    ]
+    path = tmp_path / f"a.{fmt}"
+    if fmt == "ndjson":
+        lines = [{"hit_time_utc": "2026-11-20T10:00:00Z", "event_id": 0, "site_id": 1, "at": iso}
+                 for iso, _ in times[:1]]  # fmt: skip
+        lines += [{"hit_time_utc": iso, "event_id": i, "site_id": 1} for i, (iso, _) in
+                  enumerate(times, start=1)]  # fmt: skip
+        lines += [{"hit_time_utc": "2026-11-20T10:00:00Z", "event_id": 10 + i, "site_id": 1,
+                   "at": iso} for i, (iso, _) in enumerate(times)]  # fmt: skip
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    else:
+        out = ["hit_time_utc,event_id,site_id,at", "2026-11-20T10:00:00Z,0,1,1000-01-01T00:00:00Z"]
+        out += [f"{iso},{i},1," for i, (iso, _) in enumerate(times, start=1)]
+        out += [f"2026-11-20T10:00:00Z,{10 + i},1,{iso}" for i, (iso, _) in enumerate(times)]
+        path.write_text("\n".join(out) + "\n")
+    result = ingest_file(tmp_path / "e.duckdb", path)
+    expected_bad = [i for i, (_iso, ok) in enumerate(times) if not ok]
+    assert result.rejected == 2 * len(expected_bad)
+    bad = rejected(path)
+    first = 2 if fmt == "ndjson" else 3  # line of times[0] as hit_time_utc
+    assert [b["line"] for b in bad] == [first + i for i in expected_bad] + [
+        first + len(times) + i for i in expected_bad
+    ]
+    assert all("outside the accepted timestamp range" in b["reason"] for b in bad), bad
+    assert all("[1000-01-01T00:00:00Z, 9999-12-31T00:00:00Z)" in b["reason"] for b in bad)
+    got = rows(tmp_path / "e.duckdb")
+    assert sorted(r["event_id"] for r in got) == sorted(
+        [0] + [i + 1 for i, (_iso, ok) in enumerate(times) if ok]
+        + [10 + i for i, (_iso, ok) in enumerate(times) if ok]
+    )  # fmt: skip
+    assert min(r["hit_time_utc"] for r in got) == dt.datetime(1000, 1, 1, tzinfo=dt.UTC)
+
+
+def test_parquet_timestamps_outside_the_range_are_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    when = [T, dt.datetime(999, 12, 31, 23, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, 1)]
+    pq.write_table(
+        pa.table({"hit_time_utc": pa.array([*when[:2], T], pa.timestamp("us", tz="UTC")),
+                  "event_id": [1, 2, 3], "site_id": [1, 1, 1],
+                  "at": pa.array([T, T, when[2]], pa.timestamp("us"))}),
+        path,
+    )  # fmt: skip
+    result = ingest_file(tmp_path / "e.duckdb", path)
+    assert (result.loaded, result.rejected) == (1, 2)
+    assert [(b["line"], "accepted timestamp range" in b["reason"]) for b in rejected(path)] == [
+        (2, True),
+        (3, True),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_privacy_consent_is_a_boolean_and_its_text_forms_are_read_as_one(
+    tmp_path: Path, fmt: str
+) -> None:
+    values = [("true", True), ("FALSE", False), (" True ", True), ("false", False),
+              ("", None), ("unknown", None), ("yes", None), ("1", None)]  # fmt: skip
+    path = tmp_path / f"a.{fmt}"
+    if fmt == "ndjson":
+        # Text first: the text forms must not type the key as a string.
+        lines = [event(i, T, visitor_privacy_consent=v) for i, (v, _) in enumerate(values)]
+        lines.append(event(100, T, visitor_privacy_consent=True))
+        lines.append(event(101, T, visitor_privacy_consent=0))
+        path.write_text("".join(json.dumps(x, default=str) + "\n" for x in lines))
+    else:
+        out = ["hit_time_utc,event_id,site_id,visitor_privacy_consent"]
+        out += [f"2026-11-20T10:00:00Z,{i},1,{v}" for i, (v, _) in enumerate(values)]
+        path.write_text("\n".join(out) + "\n")
+    db = tmp_path / "e.duckdb"
+    result = ingest_file(db, path)
+    registry = {r["key"]: r["type"] for r in rows(db, "SELECT key, type FROM properties")}
+    assert registry["visitor_privacy_consent"] == "boolean"
+    got = {r["event_id"]: r["visitor_privacy_consent"] for r in rows(db)}
+    for i, (text, expected) in enumerate(values):
+        if expected is not None:
+            assert got[i] is expected, (text, got)
+    bad = {b["line"]: b["reason"] for b in rejected(path)}
+    offset = 1 if fmt == "ndjson" else 2
+    # CSV has no null but the empty field: an empty consent there is no consent value at all.
+    expected_bad = [i for i, (v, e) in enumerate(values) if e is None and (v or fmt == "ndjson")]
+    assert sorted(bad) == [i + offset for i in expected_bad] + (
+        [len(values) + 2] if fmt == "ndjson" else []
+    )
+    for i in expected_bad:
+        assert "visitor_privacy_consent" in bad[i + offset] and "boolean" in bad[i + offset]
+    if fmt == "csv":
+        assert got[4] is None
+    assert result.rejected == len(bad)
+
+
+def test_a_store_that_typed_privacy_consent_as_text_keeps_that_type(tmp_path: Path) -> None:
+    db = tmp_path / "e.duckdb"
+    con = duckdb.connect(str(db))
+    con.close()
+    from dataflow_assets.store.schema import connect
+
+    with connect(db, read_only=False) as store:  # as an older ingest left it
+        store.execute("ALTER TABLE events ADD COLUMN visitor_privacy_consent VARCHAR")
+        store.execute("INSERT INTO properties VALUES ('visitor_privacy_consent', 'string', 1)")
+    path = write_ndjson(
+        tmp_path / "a.ndjson",
+        [event(1, T, visitor_privacy_consent="true"), event(2, T, visitor_privacy_consent="")],
+    )
+    result = ingest_file(db, path)
+    assert (result.loaded, result.rejected) == (2, 0)
+    assert [r["visitor_privacy_consent"] for r in rows(db)] == ["true", ""]
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        (
+            "hit_time_utc,event_id,site_id,page\n2026-11-20T10:00:00Z,1,1,ok\n"
+            '2026-11-20T10:00:00Z,2,1,"broken\n',
+            3,
+        ),
+        (
+            "hit_time_utc,event_id,site_id,page\n2026-11-20T10:00:00Z,1,1,ok\n"
+            '2026-11-20T10:00:00Z,2,1,"a"b"\n2026-11-20T10:00:00Z,3,1,ok\n',
+            3,
+        ),
+        (
+            'hit_time_utc,event_id,site_id,page\n2026-11-20T10:00:00Z,1,1,"multi\nline"\n'
+            '2026-11-20T10:00:00Z,2,1,"a"b"\n',
+            4,
+        ),
+    ],
+)
+def test_csv_with_broken_quoting_is_not_loaded_at_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, line: int
+) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text(content)
+    db = tmp_path / "e.duckdb"
+    assert main(["ingest", "--db", str(db), str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: not loaded: {path}: line {line}: unreadable CSV" in err, err
+    assert "nothing loaded" in err
+    if db.exists():
+        assert rows(db) == []

@@ -1,0 +1,465 @@
+"""Read an event file as ``RawBatch``es: raw cells a batch at a time, with line numbers, in
+bounded memory.
+
+- NDJSON: blocks of ~``BLOCK_BYTES`` of lines, parsed by DuckDB's NDJSON reader into one JSON
+  cell per candidate key (the store's keys, the file's, a sample of the block's). DuckDB reads
+  JSON laxer than Python (trailing commas, duplicate keys, unknown keys it drops), so a row goes
+  to the row path unless its text has exactly as many ``"key":`` as DuckDB found values, no
+  ``,}``, no BOM, no explicit ``null``. A block that is not UTF-8 or has blank lines is split in
+  Python first (blank lines skipped, undecodable lines rejected).
+- CSV: blocks of lines. A block with no quote, CR or NUL is split in Arrow (one line a record);
+  any other block goes through Python's ``csv`` reader in strict mode, whose errors (a quote
+  inside an unquoted field, an unterminated quote) make the whole file unreadable.
+- Parquet: the file's record batches, cells in their Arrow types.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from isal import igzip
+
+from dataflow_assets.store.ingest_batch import SKIP, NeedsRowPath, RawBatch
+from dataflow_assets.store.ingest_rows import (
+    KEY,
+    RESERVED_KEYS,
+    BadRow,
+    UnreadableFile,
+    _CountingReader,
+    _CsvText,
+    _format_of,
+)
+
+Progress = Callable[[int], None]
+BLOCK_BYTES = 8 << 20
+CSV_BLOCK_LINES = 65_536
+PARQUET_BATCH_ROWS = 65_536
+SAMPLE_LINES = 50
+#: DuckDB's longest NDJSON line (it allocates twice this); a longer line sends the file to the
+#: row path.
+MAX_LINE_BYTES = 16 << 20
+KEY_COLON = '"[ \t\r\n]*:'
+SUSPICIOUS = r",[ \t\r\n]*[}\]]|\x{feff}|:[ \t\r\n]*null"
+
+
+def is_key(key: Any) -> bool:
+    return isinstance(key, str) and bool(KEY.fullmatch(key)) and key not in RESERVED_KEYS
+
+
+def open_binary(path: Path, progress: Progress | None) -> IO[bytes]:
+    """The file's bytes, gunzipped (isal: ~3x zlib's speed) when it ends in ``.gz``."""
+    raw: IO[bytes] = io.BufferedReader(_CountingReader(open(path, "rb"), progress))  # noqa: SIM115
+    if path.suffix.lower() == ".gz":
+        return igzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    return raw
+
+
+def raw_batches(
+    path: Path,
+    con: duckdb.DuckDBPyConnection,
+    known: Callable[[], set[str]],
+    progress: Progress | None,
+) -> Iterator[RawBatch]:
+    """The file's batches in order; ``known()`` gives the keys typed so far (store and file)."""
+    kind = _format_of(path)
+    if kind == "parquet":
+        yield from _parquet(path, progress)
+    elif kind == "ndjson":
+        yield from _ndjson(path, con, known, progress)
+    else:
+        yield from _csv(path, progress)
+
+
+# -- NDJSON -------------------------------------------------------------------------------------
+
+
+def _json_record(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return BadRow(f"not valid JSON: {exc}")
+
+
+def _blocks(stream: IO[bytes]) -> Iterator[bytes]:
+    """Blocks of whole lines (the last one maybe without its newline)."""
+    rest = b""
+    while True:
+        chunk = stream.read(BLOCK_BYTES)
+        if not chunk:
+            if rest:
+                yield rest
+            return
+        data = rest + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        yield data[: cut + 1]
+        rest = data[cut + 1 :]
+
+
+def _ndjson(
+    path: Path,
+    con: duckdb.DuckDBPyConnection,
+    known: Callable[[], set[str]],
+    progress: Progress | None,
+) -> Iterator[RawBatch]:
+    line_base = 0
+    with (
+        open_binary(path, progress) as stream,
+        tempfile.TemporaryDirectory(prefix="dataflow-ndjson-") as tmp,
+    ):
+        block_file = Path(tmp) / "block.ndjson"
+        for block in _blocks(stream):
+            n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            yield _ndjson_block(con, block, line_base, block_file, known())
+            line_base += n_lines
+
+
+def _ndjson_block(
+    con: duckdb.DuckDBPyConnection, block: bytes, line_base: int, block_file: Path, known: set[str]
+) -> RawBatch:
+    n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    keys = _candidate_keys(block, known)
+    if block.isascii() or _is_utf8(block):
+        # Optimistic: DuckDB reads the block as it is; if it returns one row a line, no line was
+        # blank (DuckDB skips those) and every row is at its line.
+        lines = pa.array(range(line_base + 1, line_base + 1 + n_lines), pa.int64())
+        table = _read_block(con, block, block_file, keys)
+        if table is not None and len(table) == n_lines:
+            return _json_batch(block, None, lines, table, keys, line_base, [])
+    # Split in Python: skip blank lines, reject undecodable ones, then read what is left.
+    rejected: list[tuple[int, str, str]] = []
+    kept_lines: list[int] = []
+    kept: list[bytes] = []
+    for i, raw_line in enumerate(block.split(b"\n")[:n_lines]):
+        if not raw_line.strip():
+            continue
+        stripped = raw_line.rstrip(b"\r\n")
+        try:
+            stripped.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            reason = f"not UTF-8: {exc.reason}"
+            rejected.append((line_base + 1 + i, reason, stripped.decode("utf-8", "replace")))
+            continue
+        kept_lines.append(line_base + 1 + i)
+        kept.append(raw_line)
+    body = b"\n".join(kept) + b"\n"
+    lines = pa.array(kept_lines, pa.int64())
+    table = _read_block(con, body, block_file, keys) if kept else None
+    if kept and (table is None or len(table) != len(kept)):
+        # A line DuckDB splits where Python does not (a lone CR, say).
+        raise NeedsRowPath(f"DuckDB read {len(table or [])} of {len(kept)} lines of a block")
+    return _json_batch(body, kept_lines, lines, table, keys, line_base, rejected)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _candidate_keys(block: bytes, known: set[str]) -> list[str]:
+    """The keys read into columns: those typed so far and those of the block's first lines."""
+    sample: set[str] = set()
+    for raw in block.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES]:
+        try:
+            obj = json.loads(raw) if raw.strip() else None
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict):
+            sample.update(k for k in obj if is_key(k))
+    return sorted(k for k in known | sample if is_key(k))
+
+
+def _read_block(
+    con: duckdb.DuckDBPyConnection, body: bytes, block_file: Path, keys: list[str]
+) -> pa.Table | None:
+    if not keys:
+        return None
+    block_file.write_bytes(body)
+    columns = "{" + ", ".join(f"'{k}': 'JSON'" for k in keys) + "}"
+    present = " + ".join(f'("{k}" IS NOT NULL)::INT' for k in keys)
+    cells = ", ".join(f'"{k}"::VARCHAR AS "{k}"' for k in keys)
+    try:
+        return con.sql(
+            f"SELECT {cells}, {present} AS _present FROM read_json(?, "
+            f"format='newline_delimited', records=true, columns={columns}, ignore_errors=true, "
+            f"maximum_object_size={MAX_LINE_BYTES})",
+            params=[str(block_file)],
+        ).to_arrow_table()
+    except duckdb.Error:
+        return None  # a line past MAX_LINE_BYTES, say: the row path reads the file
+
+
+def _json_batch(
+    body: bytes,
+    kept_lines: list[int] | None,
+    lines: pa.Array,
+    table: pa.Table | None,
+    keys: list[str],
+    line_base: int,
+    rejected: list[tuple[int, str, str]],
+) -> RawBatch:
+    texts: list[bytes] | None = None
+    index: dict[int, int] = {}
+
+    def record(line: int) -> tuple[Any, str]:
+        nonlocal texts, index
+        if texts is None:
+            texts = body.split(b"\n")
+            if kept_lines is not None:
+                index = {n: i for i, n in enumerate(kept_lines)}
+        i = index[line] if kept_lines is not None else line - line_base - 1
+        raw_line = texts[i]
+        if not raw_line.strip():
+            return SKIP, ""
+        raw = raw_line.rstrip(b"\r\n").decode("utf-8")
+        return _json_record(raw), raw
+
+    if table is None:
+        pre_ok = pa.array([False] * len(lines), pa.bool_())
+        return RawBatch(pa.table({"_line": lines, "_pre_ok": pre_ok}), [], {}, record, rejected)
+    # Does each line hold exactly the key/value pairs DuckDB found (DuckDB reads JSON laxer
+    # than Python, and drops keys it was not asked for)? Checked over the whole block first: with
+    # blanks removed, every `"key":` of a line shows as `":`, so the block's count is at least
+    # DuckDB's number of values, equal only if every line's is.
+    compact = body.translate(None, b" \t\r\n")
+    total_present = pc.sum(table.column("_present")).as_py() or 0
+    suspicious = any(p in compact for p in (b",}", b",]", b":null", b"\xef\xbb\xbf"))
+    if compact.count(b'":') == total_present and not suspicious:
+        pre_ok = pa.array([True] * len(lines), pa.bool_())
+    else:
+        per_line = pc.split_pattern(pa.array([body], pa.large_binary()), b"\n").flatten()
+        per_line = per_line.slice(0, len(lines)).cast(pa.large_string())
+        pre_ok = pc.and_(
+            pc.equal(pc.count_substring_regex(per_line, KEY_COLON), table.column("_present")),
+            pc.invert(pc.match_substring_regex(per_line, SUSPICIOUS)),
+        )
+    table = table.drop_columns(["_present"])
+    table = table.append_column("_line", lines).append_column("_pre_ok", pre_ok)
+    return RawBatch(table, keys, dict.fromkeys(keys, "json"), record, rejected)
+
+
+# -- CSV ----------------------------------------------------------------------------------------
+
+
+def _csv(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
+    with (
+        open_binary(path, progress) as stream,
+        io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="") as fh,
+    ):
+        header_reader = csv.reader(fh, strict=True)
+        try:
+            header = next(header_reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise UnreadableFile(
+                f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded"
+            ) from exc
+        line_base = header_reader.line_num
+        width = len(header)
+        good_keys = [k for k in header if is_key(k)]
+        all_good = len(good_keys) == width and len(set(header)) == width
+        while True:
+            try:
+                block = list(itertools.islice(fh, CSV_BLOCK_LINES))
+            except UnicodeDecodeError as exc:
+                raise UnreadableFile(
+                    f"{path}: line {line_base + 1}: unreadable CSV ({exc}); nothing loaded"
+                ) from exc
+            if not block:
+                return
+            text = "".join(block)
+            if "\r" in text and text.count("\r") == text.count("\r\n"):
+                text = text.replace("\r\n", "\n")  # CRLF line ends only
+            if '"' in text or "\r" in text or "\x00" in text:
+                rows, consumed = _csv_records(path, block, fh, line_base)
+            else:
+                rows, consumed = None, len(block)
+            yield _csv_batch(header, all_good, text, rows, line_base)
+            line_base += consumed
+
+
+def _csv_records(
+    path: Path, block: list[str], fh: IO[str], line_base: int
+) -> tuple[list[tuple[int, list[str]]], int]:
+    """(start line, fields) of every record starting in ``block``, by Python's strict reader;
+    a record may run on into lines after the block. Returns them and the lines consumed."""
+    source = itertools.chain(block, fh)
+    reader = csv.reader(source, strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    while reader.line_num < len(block):
+        start = line_base + reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise UnreadableFile(
+                f"{path}: line {start}: unreadable CSV ({exc}); nothing loaded"
+            ) from exc
+        rows.append((start, values))
+    return rows, reader.line_num
+
+
+def _csv_batch(
+    header: list[str],
+    all_good: bool,
+    text: str,
+    rows: list[tuple[int, list[str]]] | None,
+    line_base: int,
+) -> RawBatch:
+    width = len(header)
+    rejected: list[tuple[int, str, str]] = []
+    if rows is None:
+        lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+        if text.endswith("\n"):
+            lines = lines.slice(0, len(lines) - 1)
+        numbers = pa.array(range(line_base + 1, line_base + 1 + len(lines)), pa.int64())
+        fields = pc.split_pattern(lines, ",")
+        counts = pc.list_value_length(fields)
+        blank = pc.equal(lines, "")
+        fits = pc.and_(pc.equal(counts, width), pc.invert(blank))
+        if not pc.all(fits).as_py():
+            for line, value, n, empty in zip(
+                numbers.to_pylist(),
+                lines.to_pylist(),
+                counts.to_pylist(),
+                blank.to_pylist(),
+                strict=True,
+            ):
+                if empty or n != width:
+                    got = 0 if empty else n
+                    rejected.append((line, f"{got} fields where the header has {width}", value))
+            fields = fields.filter(fits)
+            numbers = numbers.filter(fits)
+            lines = lines.filter(fits)
+        columns = {
+            key: _nullify(pc.list_element(fields, i)) for i, key in enumerate(header) if is_key(key)
+        }
+        by_line = dict(zip(numbers.to_pylist(), range(len(numbers)), strict=True))
+
+        def record(line: int) -> tuple[Any, str]:
+            value = lines[by_line[line]].as_py()
+            values = value.split(",")
+            return _csv_dict(header, values), value
+    else:
+        kept: list[tuple[int, list[str]]] = []
+        for line, values in rows:
+            if len(values) != width:
+                reason = f"{len(values)} fields where the header has {width}"
+                rejected.append((line, reason, ",".join(values)))
+            else:
+                kept.append((line, values))
+        numbers = pa.array([line for line, _v in kept], pa.int64())
+        columns = {
+            key: _nullify(pa.array([values[i] for _l, values in kept], pa.large_string()))
+            for i, key in enumerate(header)
+            if is_key(key)
+        }
+        stored = dict(kept)
+
+        def record(line: int) -> tuple[Any, str]:
+            values = stored[line]
+            return _csv_dict(header, values), ",".join(values)
+
+    if not all_good:
+        # A bad or repeated header key: every row is the row path's to judge.
+        pre_ok = pa.array([False] * len(numbers), pa.bool_())
+        columns = {}
+    else:
+        pre_ok = pa.array([True] * len(numbers), pa.bool_())
+    table = pa.table({"_line": numbers, "_pre_ok": pre_ok, **columns})
+    keys = list(columns)
+    return RawBatch(table, keys, dict.fromkeys(keys, "text"), record, rejected)
+
+
+def _csv_dict(header: list[str], values: list[str]) -> dict[str, Any]:
+    return {k: (_CsvText(v) if v != "" else None) for k, v in zip(header, values, strict=True)}
+
+
+def _nullify(column: Any) -> Any:
+    # CSV has no null: an empty field is one.
+    return pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
+
+
+# -- Parquet ------------------------------------------------------------------------------------
+
+
+def _form(dtype: pa.DataType) -> str | None:
+    if pa.types.is_null(dtype):
+        return None
+    if pa.types.is_uint64(dtype):
+        return "uint64"
+    if pa.types.is_integer(dtype):
+        return "int"
+    if pa.types.is_float32(dtype) or pa.types.is_float64(dtype):
+        return "float"
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "string"
+    if pa.types.is_timestamp(dtype) and dtype.unit in ("s", "ms", "us"):
+        return "timestamp"
+    return "other"
+
+
+def _parquet(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
+    pf = pq.ParquetFile(path)
+    size = path.stat().st_size
+    total = max(pf.metadata.num_rows, 1)
+    line_base = 0
+    reported = 0
+    for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        names = batch.schema.names
+        all_good = all(is_key(k) for k in names) and len(set(names)) == len(names)
+        columns: dict[str, Any] = {}
+        forms: dict[str, str] = {}
+        for name, column in zip(names, batch.columns, strict=True):
+            if not is_key(name):
+                continue
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            form = _form(column.type)
+            if form is None:
+                continue
+            if form == "other":
+                column = pc.is_valid(column)  # a marker: the row path types these
+                column = pc.if_else(column, True, pa.scalar(None, pa.bool_()))
+            columns[name] = column
+            forms[name] = form
+        n = batch.num_rows
+        numbers = pa.array(range(line_base + 1, line_base + 1 + n), pa.int64())
+        pre_ok = pa.array([all_good] * n, pa.bool_())
+        table = pa.table({"_line": numbers, "_pre_ok": pre_ok, **columns})
+
+        def record(line: int, batch: pa.RecordBatch = batch, base: int = line_base) -> Any:
+            return batch.slice(line - base - 1, 1).to_pylist()[0], ""
+
+        def records(
+            lines: list[int], batch: pa.RecordBatch = batch, base: int = line_base
+        ) -> list[tuple[Any, str]]:
+            picked = batch.take(pa.array([n - base - 1 for n in lines], pa.int64()))
+            return [(row, "") for row in picked.to_pylist()]
+
+        yield RawBatch(table, list(columns), forms, record, records=records)
+        line_base += n
+        if progress:
+            done = size * line_base // total
+            progress(done - reported)
+            reported = done
