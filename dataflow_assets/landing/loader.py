@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from isal import isal_zlib
 
 from dataflow_assets.landing.config import LandingConfig
 from dataflow_assets.landing.files import FileChanged, LandedFile
@@ -43,12 +44,13 @@ log = logging.getLogger(__name__)
 Zone = LocalZone | S3Zone
 #: What a file that cannot be read at all raises while it is parsed (ingest's UnreadableFile and
 #: unknown extensions are ValueErrors; a bad gzip stream is an OSError, EOFError or zlib.error;
-#: a bad Parquet file an ArrowException; DuckDB's readers raise InvalidInputException).
+#: isal's IsalError from the batch reader; a bad Parquet file an ArrowException; DuckDB's readers raise InvalidInputException).
 UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     OSError,
     EOFError,
     zlib.error,
+    isal_zlib.error,
     pa.ArrowException,
     duckdb.InvalidInputException,
 )
