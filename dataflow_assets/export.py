@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -22,6 +23,9 @@ from dataflow_assets.generation import GenerationResult
 from dataflow_assets.planner import Plan, Skip, plan_generation, process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets.watermark import delivered, files_key
+
+if TYPE_CHECKING:  # the type of Dagster's recorded errors (dagster re-exports no name for it)
+    from dagster_shared.error import SerializableErrorInfo
 
 
 def ensure_dagster_home(default: Path = Path(".dagster")) -> Path:
@@ -118,7 +122,11 @@ def run_error(run: dg.ExecuteInProcessResult) -> str:
     action, the attempts made and is scrubbed of secrets; the exception it chains to is not).
     """
     failure = next((e for e in run.all_events if e.is_step_failure), None)
-    err = failure.step_failure_data.error if failure is not None else None
+    return error_message(failure.step_failure_data.error if failure is not None else None)
+
+
+def error_message(err: SerializableErrorInfo | None) -> str:
+    """A failure's message for people: Dagster's wrappers unwrapped, down to our own error."""
     while err is not None and err.cause is not None and (err.cls_name or "").startswith("Dagster"):
         err = err.cause
     if err is None:

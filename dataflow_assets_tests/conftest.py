@@ -14,7 +14,10 @@ from dataflow_assets_tests.server_fixtures import (  # noqa: F401 - fixtures for
     ftps_server,
     moto,
     moto_server,
+    smtpd,
+    smtpd_server,
     sshd,
+    webhook,
 )
 from dataflow_assets_tests.support import Harness, make_harness
 
