@@ -18,8 +18,8 @@ import dagster as dg
 
 from dataflow_assets import layout, progress, tags
 from dataflow_assets.delivery_report import publish, report_path_of
-from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination
+from dataflow_assets.destinations.resources import DestinationResource, destination_key
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import DeliveredFile, Generation, GenerationResult, run_generation
 from dataflow_assets.partitions import partitions_def
@@ -120,6 +120,11 @@ def _free_report_stamp(
         )
 
 
+def flow_destination(context: dg.AssetExecutionContext, flow: FlowSpec) -> DestinationResource:
+    """The flow's destination resource (``<flow>_destination``)."""
+    return getattr(context.resources, destination_key(flow))
+
+
 def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
     pdef = partitions_def(flow.start_date, flow.partitioning)
     dest_kind = flow.destination.type
@@ -130,13 +135,16 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[EVENTS],
         io_manager_key="generation_io",
+        # Keys, not typed parameters: a flow's destination key is only known at build time.
+        required_resource_keys={"store", destination_key(flow)},
         group_name=flow.key_prefix,
         kinds={flow.format, dest_kind},
         description=f"Data files of flow {flow.name!r}: {flow.format} by {flow.partitioning.value} "
         f"of hit_time_utc, to {dest_kind}. Materializing past partitions regenerates them into "
         f"{flow.regeneration_root!r}.",
     )
-    def files(context: dg.AssetExecutionContext, store: EventStore) -> GenerationResult:
+    def files(context: dg.AssetExecutionContext) -> GenerationResult:
+        store: EventStore = context.resources.store
         context.instance.add_run_tags(context.run.run_id, process_tags())
         run_tags = dict(context.run.tags)
         live = tags.GENERATION in run_tags
@@ -162,7 +170,7 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
             f"({generation.from_seq}, {generation.to_seq}], partitions {context.partition_keys[0]}"
             f" .. {context.partition_keys[-1]}"
         )
-        destination = destination_for(flow)
+        destination = flow_destination(context, flow).destination()
         with destination:
             destination.check_folder(generation.folder(flow))
             if not live:
@@ -210,6 +218,7 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=report_key(flow),
         ins={"generation": dg.AssetIn(key=files_key(flow))},
+        required_resource_keys={destination_key(flow)},
         group_name=flow.key_prefix,
         kinds={"report", dest_kind},
         description=f"Delivery report of flow {flow.name!r}: written after every data file of a "
@@ -229,7 +238,7 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
             )
         report = None
         if generation.files:
-            with destination_for(flow) as destination:
+            with flow_destination(context, flow).destination() as destination:
                 report = publish(flow, generation, destination)
         return dg.MaterializeResult(
             metadata={

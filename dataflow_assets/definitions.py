@@ -54,7 +54,7 @@ def build_definitions(flows: FlowSet, db: Path | None = None) -> dg.Definitions:
         jobs=jobs,
         schedules=schedules,
         sensors=alert_sensors(flows.flows, default_on=alerts_wanted()),
-        resources=default_resources(db),
+        resources=default_resources(db, flows.flows),
         executor=dg.in_process_executor,
     )
 

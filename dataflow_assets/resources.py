@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
 
+from dataflow_assets.destinations.resources import destination_key, destination_resource
+from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
 from dataflow_assets.store.schema import default_db_path
 
@@ -51,8 +54,10 @@ class GenerationIOManager(dg.ConfigurableIOManager):
         return GenerationResult.from_json(json.loads(path.read_text()))
 
 
-def default_resources(db: Path | None = None) -> dict[str, object]:
+def default_resources(db: Path | None = None, flows: Iterable[FlowSpec] = ()) -> dict[str, object]:
+    """The store, the IO manager, and one destination resource per flow (``<flow>_destination``)."""
     return {
         "store": EventStore(db_path=str(db or default_db_path())),
         "generation_io": GenerationIOManager(base_dir=str(default_staging_dir() / "runs")),
+        **{destination_key(flow): destination_resource(flow) for flow in flows},
     }

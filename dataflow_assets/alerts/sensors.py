@@ -28,15 +28,10 @@ from dataflow_assets import tags
 from dataflow_assets.alerts.channels import AlertDeliveryError, channels, send
 from dataflow_assets.alerts.config import AlertConfig, AlertConfigError, load_alert_config
 from dataflow_assets.alerts.streaks import MAX_PENDING, OVERLAP_SECONDS, Alert, AlertCursor, Pending
+from dataflow_assets.destinations.resources import destination_resource
 from dataflow_assets.destinations.retry import scrub
 from dataflow_assets.export import error_message
-from dataflow_assets.flow import (
-    FlowSpec,
-    FtpDestination,
-    LocalDestination,
-    S3Destination,
-    SftpDestination,
-)
+from dataflow_assets.flow import FlowSpec
 from dataflow_assets.schedules import checks_job_name
 from dataflow_assets.watermark import report_key
 
@@ -62,18 +57,7 @@ class Verdict:
 
 def destination_label(flow: FlowSpec) -> str:
     """Where ``flow`` delivers, without secrets: ``s3://bucket/folder``, ``sftp://u@h:22/f``."""
-    spec = flow.destination
-    if isinstance(spec, LocalDestination):
-        root = f"local:{spec.path}"
-    elif isinstance(spec, S3Destination):
-        root = f"s3://{spec.bucket}"
-    elif isinstance(spec, SftpDestination):
-        root = f"sftp://{spec.username}@{spec.host}:{spec.port}"
-    elif isinstance(spec, FtpDestination):
-        root = f"{'ftps' if spec.tls else 'ftp'}://{spec.username}@{spec.host}:{spec.port}"
-    else:
-        root = spec.type
-    return f"{root.rstrip('/')}/{spec.folder}" if spec.folder else root
+    return destination_resource(flow).label
 
 
 def run_failure_cause(instance: dg.DagsterInstance, run_id: str) -> str:
