@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from dataflow_assets import tags
-from dataflow_assets.export import QUIET, files_node, run_error
+from dataflow_assets.export import QUIET, delivered_result, run_error
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
 from dataflow_assets.partitions import partition_key, partition_start, partitions_def
@@ -91,7 +91,7 @@ def regenerate(
     )
     outcome = RegenerationOutcome(run.success, run.run_id, watermark, first, last)
     if run.success:
-        outcome.result = run.output_for_node(files_node(defs, flow))
+        outcome.result = delivered_result(run, defs, flow)
     else:
         outcome.error = run_error(run)
     return outcome
