@@ -13,11 +13,13 @@ from dataflow_assets.destinations.retry import RetryPolicy
 from dataflow_assets_tests.servers import (
     FtpServer,
     MotoServer,
+    PostgresServer,
     SmtpServer,
     SshdServer,
     WebhookServer,
     run_ftpd,
     run_moto,
+    run_postgres,
     run_smtpd,
     run_sshd,
     run_webhook_server,
@@ -83,3 +85,17 @@ def smtpd(smtpd_server: SmtpServer) -> Iterator[SmtpServer]:
     """The SMTP server with no mail from earlier tests."""
     smtpd_server.messages.clear()
     yield smtpd_server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole test session."""
+    yield from serving(run_postgres(), "postgres")
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped after the test."""
+    name = postgres.create_database()
+    yield name
+    postgres.drop_database(name)
