@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export DATAFLOW_EVENTS_DB ?= $(CURDIR)/data/events.duckdb
 export DATAFLOW_FLOWS_DIR ?= $(CURDIR)/flows
 
-.PHONY: help install run test test-servers lint soak bench clean
+.PHONY: help install run test test-servers lint soak bench clean schema screenshots
 MINUTES ?= 10
 FLOWS ?= 3
 
@@ -42,6 +42,12 @@ test-servers: ## make sure the test servers can run here (sshd for sFTP, Postgre
 
 test: install test-servers lint ## lint, type-check, then every test (the fixtures start the servers)
 	@$(UV) run pytest -q -p no:cacheprovider
+
+schema: install ## write flows/flow.schema.json, the flow file's JSON Schema (from the flow model)
+	@$(UV) run dataflow schema --output flows/flow.schema.json
+
+screenshots: install ## refresh docs/images/ from a throw-away demo, in headless chromium
+	@$(UV) run python docs/screenshots.py
 
 soak: install ## concurrent ingest + exports for MINUTES (10) with FLOWS (3): lost / duplicated
 	@$(UV) run python bench/soak.py --minutes $(MINUTES) --flows $(FLOWS)

@@ -21,11 +21,13 @@ from dataflow_assets import layout, tags
 from dataflow_assets.delivery_report import publish
 from dataflow_assets.destinations.resources import DestinationResource, destination_key
 from dataflow_assets.flow import FlowSpec
-from dataflow_assets.generation import Generation, GenerationResult, stage_generation
+from dataflow_assets.generation import DeliveredFile, Generation, GenerationResult, stage_generation
 from dataflow_assets.io_managers import StagedGeneration, io_manager_key
-from dataflow_assets.io_managers.base import files_table
+from dataflow_assets.io_managers.base import MAX_LISTED_FILES
+from dataflow_assets.landing.events_asset import EVENTS
 from dataflow_assets.partitions import partitions_def
 from dataflow_assets.planner import generation_from_tags, process_tags
+from dataflow_assets.regenerate import RegenerationError, refuse_incomplete
 from dataflow_assets.resources import EventStore
 from dataflow_assets.watermark import delivered, files_key, report_key
 
@@ -33,27 +35,38 @@ log = logging.getLogger(__name__)
 # single_run() is the documented way to run a partition range in one run; its beta status is noise.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-EVENTS = dg.AssetKey("events")
 
-
-def events_spec(invalid_flows: list[str]) -> dg.AssetSpec:
-    metadata: dict[str, object] = {}
-    if invalid_flows:
-        metadata["invalid_flows"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in invalid_flows))
-    return dg.AssetSpec(
-        key=EVENTS,
-        group_name="event_store",
-        description="Raw analytics events in the DuckDB event store (DATAFLOW_EVENTS_DB), "
-        "appended by `dataflow ingest`, ordered by their insertion sequence.",
-        kinds={"duckdb"},
-        metadata=metadata,
+def _files_records(files: list[DeliveredFile]) -> dg.MetadataValue:
+    """The files as a table: the UI shows a table metadata value inline on an unpartitioned
+    asset's page, where it folds Markdown behind "[Show Markdown]" (partition pages show both)."""
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("file", "string"),
+            dg.TableColumn("partition", "string"),
+            dg.TableColumn("rows", "int"),
+            dg.TableColumn("bytes", "int"),
+        ]
     )
+    records = [
+        dg.TableRecord({"file": f.path, "partition": f.partition, "rows": f.rows, "bytes": f.bytes})
+        for f in files[:MAX_LISTED_FILES]
+    ]
+    if len(files) > MAX_LISTED_FILES:
+        more = f"… {len(files) - MAX_LISTED_FILES} more (see the manifest)"
+        records.append(
+            dg.TableRecord({"file": more, "partition": None, "rows": None, "bytes": None})
+        )
+    return dg.MetadataValue.table(records=records, schema=schema)
 
 
 def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec) -> Generation:
     """A regeneration of the run's partitions, pinned to the delivered watermark at launch."""
     run_tags = context.run.tags
     keys = context.partition_keys
+    try:  # the same rule as `dataflow regenerate`
+        refuse_incomplete(flow, keys[-1])
+    except RegenerationError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     if tags.WATERMARK in run_tags:
         watermark = int(run_tags[tags.WATERMARK])
     else:  # launched from the UI: the watermark when the run starts
@@ -175,7 +188,7 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
                 "file_count": len(generation.files),
                 "rows": generation.rows,
                 "bytes": generation.bytes,
-                "files": files_table(sorted(generation.files, key=lambda f: f.path)),
+                "files": _files_records(sorted(generation.files, key=lambda f: f.path)),
             }
         )
 

@@ -26,6 +26,7 @@ from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
 from dataflow_assets.partitions import partition_key
 from dataflow_assets.resources import EventStore
+from dataflow_assets.status import flow_status
 from dataflow_assets.store.counts import oldest_load_after, rows_by_partition
 from dataflow_assets.store.window import count_window
 from dataflow_assets.watermark import delivered, report_key
@@ -164,6 +165,14 @@ def flow_checks(flow: FlowSpec) -> list[dg.AssetChecksDefinition]:
             age = now - done.planned_at
             metadata["last_report"] = done.report or ""
             metadata["last_report_age_minutes"] = round(age.total_seconds() / 60, 1)
+        # The flow's `dataflow status` line, so the UI shows the same facts.
+        status = flow_status(context.instance, flow, store.path, now)
+        metadata["state"] = status.state
+        metadata["status"] = status.line()
+        if status.next_tick is not None:
+            metadata["next_tick"] = status.next_tick.isoformat()
+        if status.last_failure is not None:
+            metadata["last_failure"] = status.last_failure.message
         return dg.AssetCheckResult(
             passed=waiting <= limit, severity=dg.AssetCheckSeverity.WARN, metadata=metadata
         )

@@ -4,6 +4,9 @@ dataflow validate [FILE...]          verdict per flow file; exit 1 if any is inv
 dataflow ingest FILE...              append events; exit 1 if any row was rejected
 dataflow export [FLOW...]            one generation of each flow now
 dataflow regenerate FLOW --from X --to Y
+dataflow status [FLOW...] [--json]   one line per flow: state, delivered, waiting, next tick
+dataflow schema [--output FILE]      the JSON Schema of a flow file
+dataflow new [--yes] [--FLAG VALUE...]   create a flow in two steps
 dataflow demo [--serve]              demo events, a first generation, the UI
 """
 
@@ -14,19 +17,22 @@ import datetime as dt
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from dataflow_assets.consumer.commands import human_bytes as _human
 from dataflow_assets.flow import default_flows_dir, flow_files, load_flow_file, load_flows
 from dataflow_assets.store.schema import default_db_path
+
+if TYPE_CHECKING:
+    from dataflow_assets.generation import GenerationResult
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -181,12 +187,23 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(
                 f"{flow.name}: generation {gen.id} delivered {len(result.files)} file(s), "
                 f"{result.rows} events, {_human(result.bytes)} in {took:.1f} s "
-                f"(window ({gen.from_seq}, {gen.to_seq}], partitions {outcome.plan.range_start} .. "
-                f"{outcome.plan.range_end}, run {outcome.run_id})"
+                f"(window ({gen.from_seq}, {gen.to_seq}], {_written_partitions(result)}, "
+                f"run {outcome.run_id})"
             )
             print(f"  report: {flow.destination.type}:{result.report_path}")
     instance.dispose()
     return 1 if failures else 0
+
+
+def _written_partitions(result: GenerationResult) -> str:
+    """The partitions a generation's files were written to (not the run's Dagster range, which
+    late events can overflow: see planner.MAX_RANGE_PARTITIONS)."""
+    keys = sorted(result.by_partition())  # keys of one granularity sort as their times
+    if not keys:
+        return "no partition"
+    if len(keys) == 1:
+        return f"partition {keys[0]}"
+    return f"{len(keys)} partitions {keys[0]} .. {keys[-1]}"
 
 
 def cmd_regenerate(args: argparse.Namespace) -> int:
@@ -221,6 +238,100 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """One line per flow (or a JSON array with ``--json``); exit 1 when a flow is failing or
+    behind, 2 when a named flow is unknown."""
+    import json
+
+    import dagster as dg
+
+    from dataflow_assets.export import ensure_dagster_home
+    from dataflow_assets.status import BEHIND, FAILING, flow_status
+
+    ensure_dagster_home()
+    flows = load_flows()
+    for error in flows.errors:
+        print(f"skipping invalid flow: {error}", file=sys.stderr)
+    instance = dg.DagsterInstance.get()
+    try:
+        targets = [flows.by_name(n) for n in args.flows] if args.flows else list(flows.flows)
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    statuses = [flow_status(instance, flow, Path(args.db)) for flow in targets]
+    instance.dispose()
+    if args.json:
+        print(json.dumps([s.to_json() for s in statuses], indent=2))
+    else:
+        if not statuses:
+            print(f"no flow in {default_flows_dir()}")
+        for status in statuses:
+            print(status.line())
+    return 1 if any(s.state in (FAILING, BEHIND) for s in statuses) else 0
+
+
+#: `dataflow new`'s questions that have a flag: (flag, help).
+NEW_FLAGS = [
+    ("sites", "all, or site ids separated by commas"),
+    ("privacy-filter", "yes/no: leave out events whose visitor_privacy_consent is false"),
+    ("all-properties", "yes/no: all existing and future properties"),
+    ("exclude", "with all properties: those to leave out, separated by commas"),
+    ("include", "instead of all: the properties to export, separated by commas"),
+    ("name", "the flow's name"),
+    ("start-date", "first partition, YYYY-MM-DD"),
+    ("format", "csv, json or parquet"),
+    ("csv-separator", ", ; | or tab"),
+    ("frequency", "15, 30 or 60 (minutes)"),
+    ("partitioning", "date, hour, half_hour or quarter_hour"),
+    ("destination", "local, s3, sftp or ftp"),
+    ("path", "local: the destination's root folder"),
+    ("bucket", "s3: the bucket"),
+    ("region", "s3: the region"),
+    ("endpoint-url", "s3: an S3-compatible endpoint"),
+    ("host", "sftp/ftp: the server"),
+    ("port", "sftp/ftp: the port"),
+    ("username", "sftp/ftp: the user"),
+    ("password-env", "sftp/ftp: the environment variable holding the password"),
+    ("private-key", "sftp: a private key file instead of a password"),
+    ("known-hosts", "sftp: the known_hosts file holding the server's host key"),
+    ("tls", "ftp: yes/no, explicit FTPS"),
+    ("folder", "the folder inside the destination"),
+]
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from dataflow_assets.wizard import Dialog, WizardError, run
+
+    answers = {
+        flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, _ in NEW_FLAGS
+    }
+    if args.include is not None and answers["all_properties"] is None:
+        answers["all_properties"] = "no"
+    dialog = Dialog(answers, interactive=not args.yes)
+    flows_dir = Path(args.flows_dir) if args.flows_dir else default_flows_dir()
+    try:
+        run(dialog, Path(args.db), flows_dir, probe=not args.no_probe)
+    except WizardError as exc:
+        print(f"dataflow new: {exc}", file=sys.stderr)
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        print("\ndataflow new: stopped; nothing written", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from dataflow_assets.flow_schema import render
+
+    text = render()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote the flow file's JSON Schema to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dataflow_assets.demo import TrafficGenerator, write_ndjson
     from dataflow_assets.store.ingest import ingest_file
@@ -240,22 +351,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         print(f"demo: the store {db} already holds {existing} events; adding live traffic only")
     code = cmd_export(argparse.Namespace(flows=[], db=args.db))
+    _demo_checks(db, since=now - dt.timedelta(hours=48))
     if not args.serve:
         return code
     return _serve(args, traffic)
 
 
-def _serve(args: argparse.Namespace, traffic) -> int:
-    from dataflow_assets.demo import write_ndjson
-    from dataflow_assets.store.ingest import ingest_file
+def _demo_checks(db: Path, since: dt.datetime) -> None:
+    """Run each enabled flow's checks once, so the UI opens on evaluated checks (the checks
+    schedule runs them 5 minutes after each tick), and say when a flow's start_date makes the UI
+    count many partitions the demo has no events for."""
+    from dataflow_assets.export import QUIET
+    from dataflow_assets.schedules import checks_job_name
 
-    env = dict(os.environ)
-    cmd = ["dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    instance, defs, flows = _instance_and_defs(db)
+    for flow in flows.flows:
+        if flow.start_date < since.date() - dt.timedelta(days=2):
+            print(
+                f"demo: flow {flow.name} starts on {flow.start_date}: the UI shows every partition "
+                f"since then as missing; the demo's events start on {since.date()} (set its "
+                f"start_date to that day to see only these)"
+            )
+        if not flow.enabled:
+            continue
+        run = defs.resolve_job_def(checks_job_name(flow)).execute_in_process(
+            instance=instance, run_config=QUIET, raise_on_error=False
+        )
+        verdicts = ", ".join(
+            f"{e.check_name} {'passed' if e.passed else 'FAILED'}"
+            for e in run.get_asset_check_evaluations()
+        )
+        print(f"demo: checks of {flow.name}: {verdicts or 'did not run'}")
+    instance.dispose()
+
+
+def _serve(args: argparse.Namespace, traffic) -> int:
+    from dataflow_assets.demo import demo_landing, drop_traffic, serve_environment
+    from dataflow_assets.serve import DagsterServices
+
+    landing = Path(args.landing).resolve() if args.landing else demo_landing()
+    env = serve_environment(landing)
     print(
         f"demo: serving the Dagster UI on http://{args.host}:{args.port} "
         f"(schedules run every 15/60 min; Ctrl-C to stop)"
     )
-    ui = subprocess.Popen(cmd, env=env)
+    print(
+        f"demo: live traffic goes to the landing zone {landing}: the landing sensor ingests "
+        "each file (materializations of events)"
+    )
+    ui = DagsterServices("workspace.yaml", args.host, args.port, env=env)
     stop = False
 
     def _stop(*_a: object) -> None:
@@ -263,30 +407,23 @@ def _serve(args: argparse.Namespace, traffic) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    inserted = 0
+    dropped = files = 0
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            while not stop and ui.poll() is None:
-                time.sleep(args.interval)
-                now = dt.datetime.now(dt.UTC)
-                path = Path(tmp) / "traffic.ndjson"
-                write_ndjson(
-                    path, traffic.events(args.rate, now - dt.timedelta(seconds=args.interval), now)
-                )
-                inserted += ingest_file(db := Path(args.db), path).loaded
-                logging.getLogger("dataflow.demo").info(
-                    "inserted traffic into %s (%d so far)", db, inserted
-                )
+        while not stop and ui.poll() is None:
+            time.sleep(args.interval)
+            now = dt.datetime.now(dt.UTC)
+            events = traffic.events(args.rate, now - dt.timedelta(seconds=args.interval), now)
+            path, count = drop_traffic(landing, events, now)
+            dropped += count
+            files += 1
+            logging.getLogger("dataflow.demo").info(
+                "dropped %s (%d events, %d so far)", path, count, dropped
+            )
     except KeyboardInterrupt:
         pass
     finally:
-        if ui.poll() is None:
-            ui.send_signal(signal.SIGINT)
-            try:
-                ui.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                ui.kill()
-    print(f"demo: stopped; {inserted} live events inserted while serving")
+        ui.stop()
+    print(f"demo: stopped; {dropped} live events dropped in {files} file(s) into {landing}")
     return 0
 
 
@@ -327,18 +464,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=str(default_db_path()), help=db_help)
     p.set_defaults(func=cmd_regenerate)
 
+    p = sub.add_parser("status", help="how every flow is doing, one line per flow")
+    p.add_argument("flows", nargs="*", help="flow names (default: every flow)")
+    p.add_argument("--json", action="store_true", help="a JSON array, for scripts")
+    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "new",
+        help="create a flow in two steps (contents, then configuration), in the terminal",
+        description="Asks for a flow's contents (sites, privacy filter, properties, offered "
+        "from the event store) then its configuration (name, format, frequency, partitioning, "
+        "destination), shows the file names, tests the destination and writes a flow file. "
+        "Every question has a flag; with --yes nothing is asked.",
+    )
+    for flag, text in NEW_FLAGS:
+        p.add_argument(f"--{flag}", help=text)
+    p.add_argument("--yes", action="store_true", help="ask nothing: flags and defaults only")
+    p.add_argument("--no-probe", action="store_true", help="do not test the destination")
+    p.add_argument("--flows-dir", help="where to write it (default: $DATAFLOW_FLOWS_DIR or flows/)")
+    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("schema", help="print (or write) the JSON Schema of a flow file")
+    p.add_argument("--output", help="write it to this file (e.g. flows/flow.schema.json)")
+    p.set_defaults(func=cmd_schema)
+
     p = sub.add_parser(
         "demo", help="load demo events, export once, and (with --serve) serve the UI"
     )
     p.add_argument("--db", default=str(default_db_path()), help=db_help)
     p.add_argument("--events", type=int, default=60_000, help="history to load into an empty store")
     p.add_argument(
-        "--serve", action="store_true", help="then serve the Dagster UI and keep inserting traffic"
+        "--serve",
+        action="store_true",
+        help="then serve the Dagster UI and keep dropping traffic into the landing zone",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between traffic inserts")
-    p.add_argument("--rate", type=int, default=300, help="events per traffic insert")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between traffic files")
+    p.add_argument("--rate", type=int, default=300, help="events per traffic file")
+    p.add_argument(
+        "--landing",
+        default=None,
+        help="landing folder for the live traffic (default: $DATAFLOW_LANDING or data/landing)",
+    )
     p.set_defaults(func=cmd_demo)
 
     register(sub)

@@ -3,12 +3,17 @@
 Three sites (a media site, a shop, an app), 40+ standard properties and a few custom ones,
 about 10% of events without consent, a few late events hours old, and a few duplicates as
 collectors produce them (the same event_id twice).
+
+While serving, the demo's live traffic goes through the landing zone (``drop_traffic``): one
+NDJSON file per interval in ``data/landing/``, written under a temporary name then renamed, that
+the landing sensor ingests (``serve_environment`` configures it for the UI's process).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +202,43 @@ def write_ndjson(path: Path, events: Iterator[dict]) -> int:
             fh.write(json.dumps(event, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+#: The demo's landing folder, under the project (like its store, data/events.duckdb).
+DEMO_LANDING = Path("data/landing")
+#: The landing sensor of the demo: running, a tick every 5 s, a file picked up after 1 s.
+DEMO_LANDING_ENV = {
+    "DATAFLOW_LANDING_SENSOR": "running",
+    "DATAFLOW_LANDING_INTERVAL_SECONDS": "5",
+    "DATAFLOW_LANDING_SETTLE_SECONDS": "1",
+}
+
+
+def demo_landing(environ: dict[str, str] | None = None) -> Path:
+    """The folder the demo drops its traffic into: ``DATAFLOW_LANDING`` when it is a local
+    folder, else ``data/landing``."""
+    env = os.environ if environ is None else environ
+    url = env.get("DATAFLOW_LANDING", "").strip()
+    return Path(url if url and "://" not in url else DEMO_LANDING).resolve()
+
+
+def serve_environment(landing: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the demo's Dagster process: its landing sensor watches ``landing``
+    (settings already in the environment win, except the folder itself)."""
+    env = dict(os.environ if environ is None else environ)
+    for key, value in DEMO_LANDING_ENV.items():
+        env.setdefault(key, value)
+    env["DATAFLOW_LANDING"] = str(landing)
+    return env
+
+
+def drop_traffic(folder: Path, events: Iterator[dict], at: dt.datetime) -> tuple[Path, int]:
+    """Drop ``events`` into the landing ``folder`` as one NDJSON file named for ``at``: written
+    as ``.NAME.tmp`` (never picked up), then renamed (atomic). The file and its event count."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"traffic-{at:%Y%m%dT%H%M%S%f}Z.ndjson"
+    temporary = folder / f".{name}.tmp"
+    count = write_ndjson(temporary, events)
+    final = folder / name
+    os.replace(temporary, final)
+    return final, count

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,22 +24,43 @@ from dataflow_assets.planner import Plan, Skip, plan_generation, process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets.watermark import delivered, files_key
 
-if TYPE_CHECKING:  # the type of Dagster's recorded errors (dagster re-exports no name for it)
+if TYPE_CHECKING:  # the type of Dagster's serialized errors (step failures)
     from dagster_shared.error import SerializableErrorInfo
 
 
 def ensure_dagster_home(default: Path = Path(".dagster")) -> Path:
-    """``DAGSTER_HOME``, or ``./.dagster`` (with this project's dagster.yaml) when unset."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        default.mkdir(parents=True, exist_ok=True)
-        if not (default / "dagster.yaml").exists() and Path("dagster.yaml").exists():
-            shutil.copyfile("dagster.yaml", default / "dagster.yaml")
-        home = str(default.resolve())
-        os.environ["DAGSTER_HOME"] = home
-    Path(home).mkdir(parents=True, exist_ok=True)
-    initialize_once(Path(home))
-    return Path(home)
+    """``DAGSTER_HOME`` (default ``./.dagster``), given this project's default ``dagster.yaml``
+    when it has none, and its storages created once.
+
+    Without a ``dagster.yaml`` Dagster would warn on every command, print its telemetry banner
+    and run without the one-generation-per-flow limit of the run queue.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    write_default_config(home)
+    initialize_once(home)
+    return home
+
+
+def default_config() -> str:
+    """The default ``dagster.yaml`` of a new ``DAGSTER_HOME`` (``dataflow_assets/dagster.yaml``)."""
+    return resources.files("dataflow_assets").joinpath("dagster.yaml").read_text("utf-8")
+
+
+def write_default_config(home: Path) -> bool:
+    """Write ``default_config()`` into ``home`` unless it has a ``dagster.yaml``; True if written.
+
+    Written under a temporary name and renamed, so a process opening the home at the same
+    moment sees the whole file or none.
+    """
+    target = home / "dagster.yaml"
+    if target.exists():
+        return False
+    tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
+    tmp.write_text(default_config(), encoding="utf-8")
+    os.replace(tmp, target)
+    return True
 
 
 #: Written in DAGSTER_HOME once its storages exist (see ``initialize_once``).
@@ -122,11 +143,11 @@ def run_error(run: dg.ExecuteInProcessResult) -> str:
     action, the attempts made and is scrubbed of secrets; the exception it chains to is not).
     """
     failure = next((e for e in run.all_events if e.is_step_failure), None)
-    return error_message(failure.step_failure_data.error if failure is not None else None)
+    return error_text(failure.step_failure_data.error if failure is not None else None)
 
 
-def error_message(err: SerializableErrorInfo | None) -> str:
-    """A failure's message for people: Dagster's wrappers unwrapped, down to our own error."""
+def error_text(err: SerializableErrorInfo | None) -> str:
+    """A step failure's error as the message our code wrote (see ``run_error``)."""
     while err is not None and err.cause is not None and (err.cls_name or "").startswith("Dagster"):
         err = err.cause
     if err is None:

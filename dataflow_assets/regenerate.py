@@ -15,7 +15,13 @@ from dataflow_assets import tags
 from dataflow_assets.export import QUIET, delivered_result, run_error
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
-from dataflow_assets.partitions import partition_key, partition_start, partitions_def
+from dataflow_assets.partitions import (
+    parse_partition_key,
+    partition_end,
+    partition_key,
+    partition_start,
+    partitions_def,
+)
 from dataflow_assets.planner import process_tags
 from dataflow_assets.schedules import regeneration_job_name
 from dataflow_assets.watermark import delivered
@@ -54,6 +60,25 @@ def partition_keys_between(flow: FlowSpec, start: dt.datetime, end: dt.datetime)
         )
     last = end - dt.timedelta(minutes=g.minutes)
     return partition_key(start, g), partition_key(last, g)
+
+
+def refuse_incomplete(flow: FlowSpec, last_key: str, now: dt.datetime | None = None) -> None:
+    """The rule for every regeneration, from the CLI or the UI: complete partitions only.
+
+    The partition in progress still receives events: regenerated now it would miss every event
+    inserted later, and the live generations deliver it anyway. Raises ``RegenerationError``
+    naming the partition and the last one that may be regenerated.
+    """
+    g = flow.partitioning
+    current = partition_start(now or dt.datetime.now(dt.UTC), g)
+    if parse_partition_key(last_key, g) >= current:
+        complete = partition_key(current - dt.timedelta(minutes=g.minutes), g)
+        raise RegenerationError(
+            f"partition {last_key} of {flow.name} is not complete (the partition in progress "
+            f"ends at {partition_end(current, g):%Y-%m-%dT%H:%M}Z): a regeneration holds complete "
+            f"partitions only, the live generations deliver this one; regenerate partitions up "
+            f"to {complete}"
+        )
 
 
 @dataclass

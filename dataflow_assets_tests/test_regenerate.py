@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from dataflow_assets import tags
@@ -17,6 +19,7 @@ from dataflow_assets.flow import FlowSet, FlowSpec
 from dataflow_assets.planner import Plan, plan_generation
 from dataflow_assets.regenerate import RegenerationError, regenerate
 from dataflow_assets.schedules import regeneration_job_name
+from dataflow_assets.status import failure_message
 from dataflow_assets.watermark import delivered
 from dataflow_assets_tests.servers import SshdServer
 from dataflow_assets_tests.support import T0, Harness, check_delivery, event, reports
@@ -201,3 +204,56 @@ def test_regeneration_on_sftp_uses_the_flat_layout(
     assert any(n.startswith("f_2026-11-20_09_data_") for n in names)
     assert sum(n.endswith("_delivery.report") for n in names) == 1
     check_delivery(sshd.root_dir, flow, in_range(events), under=f"{folder}/regeneration")
+
+
+def test_the_partition_in_progress_is_refused_in_the_ui_path_as_in_the_cli(
+    harness: Harness,
+) -> None:
+    """The UI's "Latest" partition is the one in progress: materializing it (Dagster's
+    ``__ASSET_JOB``, no tags of ours) fails with the CLI's reason and writes nothing; the
+    partition before it, complete, regenerates."""
+    now = dt.datetime.now(dt.UTC)
+    if now.minute == 59 and now.second > 20:  # keep the partition in progress for the test
+        time.sleep(61 - now.second)
+        now = dt.datetime.now(dt.UTC)
+    current = now.replace(minute=0, second=0, microsecond=0)
+    events = [event(k, current - dt.timedelta(minutes=50 * k)) for k in range(1, 4)]
+    harness.ingest(events)
+    flow = harness.flow(partitioning="hour", start_date=(current - dt.timedelta(days=2)).date())
+    assert harness.export(flow).success
+    defs = defs_of(harness, flow)
+    ui_job = defs.resolve_implicit_global_asset_job_def()
+    latest = f"{current:%Y-%m-%d-%H}:00"
+    files = dg.AssetKey(["f", "files"])
+    refused = ui_job.execute_in_process(
+        instance=harness.instance,
+        asset_selection=[files],
+        partition_key=latest,
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+    assert not refused.success
+    message = failure_message(harness.instance, harness.instance.get_run_by_id(refused.run_id))
+    assert f"partition {latest} of f is not complete" in message
+    previous = f"{current - dt.timedelta(hours=1):%Y-%m-%d-%H}:00"
+    assert f"regenerate partitions up to {previous}" in message
+    assert reports(harness.out, "out/regeneration") == []
+    with pytest.raises(RegenerationError, match="not complete"):
+        regenerate(
+            defs,
+            harness.instance,
+            flow,
+            current - dt.timedelta(hours=1),
+            current + dt.timedelta(hours=1),
+        )
+
+    done = ui_job.execute_in_process(
+        instance=harness.instance,
+        asset_selection=[files],
+        partition_key=previous,
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+    assert done.success
+    [report] = reports(harness.out, "out/regeneration")
+    assert manifest_of(report)["partitions"] == {"from": previous, "to": previous}

@@ -30,7 +30,7 @@ from dataflow_assets.alerts.config import AlertConfig, AlertConfigError, load_al
 from dataflow_assets.alerts.streaks import MAX_PENDING, OVERLAP_SECONDS, Alert, AlertCursor, Pending
 from dataflow_assets.destinations.resources import destination_resource
 from dataflow_assets.destinations.retry import scrub
-from dataflow_assets.export import error_message
+from dataflow_assets.export import error_text
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.schedules import checks_job_name
 from dataflow_assets.watermark import report_key
@@ -68,7 +68,7 @@ def run_failure_cause(instance: dg.DagsterInstance, run_id: str) -> str:
     for record in steps:
         event = record.event_log_entry.dagster_event
         if event is not None:
-            return error_message(event.step_failure_data.error)
+            return error_text(event.step_failure_data.error)
     runs = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.RUN_FAILURE, limit=1
     ).records
@@ -77,7 +77,7 @@ def run_failure_cause(instance: dg.DagsterInstance, run_id: str) -> str:
         if event is not None:
             data = event.job_failure_data
             if data is not None and data.error is not None:
-                return error_message(data.error)
+                return error_text(data.error)
             return event.message or "the run failed"
     return "the run failed"
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -53,6 +54,11 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 CHUNK_ROWS = 50_000
 
 Progress = Callable[[int], None]
+#: Called inside the file's write transaction, after its rows are inserted and before COMMIT,
+#: with the connection and the file's sequence range (None, None when no row was valid). Its
+#: statements commit with the rows or not at all; raising rolls the whole file back (the landing
+#: zone's ledger of ingested files uses it).
+InTransaction = Callable[[duckdb.DuckDBPyConnection, int | None, int | None], None]
 
 
 class BadRow(ValueError):
@@ -373,8 +379,16 @@ class _ChunkWriter:
         self.rows, self.index = [], []
 
 
-def ingest_file(db: Path, path: Path, progress: Progress | None = None) -> IngestResult:
-    """Load one file into the store (atomically); write its bad rows beside it."""
+def ingest_file(
+    db: Path,
+    path: Path,
+    progress: Progress | None = None,
+    in_transaction: InTransaction | None = None,
+) -> IngestResult:
+    """Load one file into the store (atomically); write its bad rows beside it.
+
+    ``in_transaction``, if given, runs inside the file's write transaction (see InTransaction).
+    """
     path = Path(path)
     _format_of(path)  # fail early on an unknown extension
     with connect(db, read_only=True) as con:
@@ -403,7 +417,7 @@ def ingest_file(db: Path, path: Path, progress: Progress | None = None) -> Inges
                 bad_out.close()
         if rejected == 0:
             rejected_file.unlink(missing_ok=True)
-        first, last = _commit(db, path, writer, typer, rejected)
+        first, last = _commit(db, path, writer, typer, rejected, in_transaction)
     return IngestResult(
         source=path,
         loaded=writer.count,
@@ -425,7 +439,12 @@ def _raw_of(record: Any) -> str:
 
 
 def _commit(
-    db: Path, path: Path, writer: _ChunkWriter, typer: _Typer, rejected: int
+    db: Path,
+    path: Path,
+    writer: _ChunkWriter,
+    typer: _Typer,
+    rejected: int,
+    in_transaction: InTransaction | None = None,
 ) -> tuple[int | None, int | None]:
     with connect(db, read_only=False) as con:
         con.execute("BEGIN TRANSACTION")
@@ -461,6 +480,8 @@ def _commit(
                 "INSERT INTO loads (source, rows, rejected, first_seq, last_seq) VALUES (?,?,?,?,?)",
                 [str(path), writer.count, rejected, first, last],
             )
+            if in_transaction is not None:
+                in_transaction(con, first, last)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
