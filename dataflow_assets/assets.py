@@ -2,23 +2,23 @@
 
     events (the store) ──> <flow>/files (time-partitioned on hit_time_utc) ──> <flow>/delivery_report
 
-``<flow>/files`` runs over a partition *range* (single-run backfill policy). In a live generation
-run (tagged by the planner) it exports the planned insertion window; in any other run, a UI
-backfill or ``dataflow regenerate``, it is a regeneration of the selected partitions into the
-flow's regeneration folder, with its own manifest and report. ``<flow>/delivery_report`` writes a
-live generation's manifest then report. Both ask the flow's delivery record on the destination
-whether the planned window still continues the chain; its materialization is Dagster's view of
-what the report step wrote.
+``<flow>/files`` runs over a partition *range* (single-run backfill policy). It decides *what*
+a generation is: in a live generation run (tagged by the planner) the planned insertion window;
+in any other run, a UI backfill or ``dataflow regenerate``, a regeneration of the selected
+partitions into the flow's regeneration folder. It returns the generation with its rows staged
+(``StagedGeneration``); the flow's IO manager (``io_managers/``, ``<flow>_io``) writes the files:
+where and how. ``<flow>/delivery_report`` writes a live generation's manifest then report. Both
+ask the flow's delivery record on the destination whether the planned window still continues
+the chain; the report's materialization is Dagster's view of what the report step wrote.
 """
 
 import datetime as dt
 import logging
 import warnings
-from typing import Any
 
 import dagster as dg
 
-from dataflow_assets import layout, progress, tags
+from dataflow_assets import layout, tags
 from dataflow_assets.delivery_record import (
     DeliveryRecord,
     LiveState,
@@ -28,37 +28,24 @@ from dataflow_assets.delivery_record import (
     read_record,
     report_lock,
 )
-from dataflow_assets.delivery_report import publish, report_path_of
+from dataflow_assets.delivery_report import publish
 from dataflow_assets.destinations import destination_for
-from dataflow_assets.destinations.base import Destination
+from dataflow_assets.destinations.resources import DestinationResource, destination_key
 from dataflow_assets.flow import FlowSpec
-from dataflow_assets.generation import DeliveredFile, Generation, GenerationResult, run_generation
+from dataflow_assets.generation import DeliveredFile, Generation, GenerationResult, stage_generation
+from dataflow_assets.io_managers import StagedGeneration, io_manager_key
+from dataflow_assets.io_managers.base import MAX_LISTED_FILES
 from dataflow_assets.landing.events_asset import EVENTS
 from dataflow_assets.partitions import partitions_def
 from dataflow_assets.planner import generation_from_tags
 from dataflow_assets.regenerate import RegenerationError, refuse_incomplete
-from dataflow_assets.resources import EventStore, default_staging_dir
+from dataflow_assets.resources import EventStore
 from dataflow_assets.run_state import files_key, process_tags, report_key
 from dataflow_assets.store.schema import store_identity
 
 log = logging.getLogger(__name__)
 # single_run() is the documented way to run a partition range in one run; its beta status is noise.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
-MAX_LISTED_FILES = 50
-#: Materialization events for older partitions a live generation touched (late events), per
-#: generation. Each costs ~25 ms in Dagster's SQLite event log.
-MAX_STRAGGLER_EVENTS = 200
-
-
-def _files_table(files: list[DeliveredFile]) -> dg.MetadataValue:
-    lines = ["| file | partition | rows | bytes |", "|---|---|---:|---:|"]
-    lines += [
-        f"| `{f.path}` | {f.partition} | {f.rows} | {f.bytes} |" for f in files[:MAX_LISTED_FILES]
-    ]
-    if len(files) > MAX_LISTED_FILES:
-        lines.append(f"| … {len(files) - MAX_LISTED_FILES} more (see the manifest) | | | |")
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 def _files_records(files: list[DeliveredFile]) -> dg.MetadataValue:
@@ -82,20 +69,6 @@ def _files_records(files: list[DeliveredFile]) -> dg.MetadataValue:
             dg.TableRecord({"file": more, "partition": None, "rows": None, "bytes": None})
         )
     return dg.MetadataValue.table(records=records, schema=schema)
-
-
-def _partition_metadata(generation: Generation, files: list[DeliveredFile]) -> dict[str, Any]:
-    md: dict[str, Any] = {
-        "generation": generation.id,
-        "rows": sum(f.rows for f in files),
-        "bytes": sum(f.bytes for f in files),
-        "file_count": len(files),
-    }
-    if files:
-        md["files"] = _files_table(files)
-    else:
-        md["status"] = "no new rows"
-    return md
 
 
 def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec, store: str) -> Generation:
@@ -128,24 +101,9 @@ def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec, store: str)
     )
 
 
-def _free_report_stamp(
-    flow: FlowSpec, generation: Generation, destination: Destination
-) -> Generation:
-    """Two regenerations started in the same second would share a report name: move on a second."""
-    while True:
-        probe = GenerationResult(generation)
-        if not destination.list(report_path_of(flow, probe, destination)):
-            return generation
-        generation = Generation(
-            generation.flow,
-            generation.kind,
-            generation.from_seq,
-            generation.to_seq,
-            generation.planned_at + dt.timedelta(seconds=1),
-            generation.partitions_from,
-            generation.partitions_to,
-            generation.store,
-        )
+def flow_destination(context: dg.AssetExecutionContext, flow: FlowSpec) -> DestinationResource:
+    """The flow's destination resource (``<flow>_destination``)."""
+    return getattr(context.resources, destination_key(flow))
 
 
 def _record(context: dg.AssetExecutionContext, flow: FlowSpec) -> DeliveryRecord:
@@ -175,14 +133,15 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         partitions_def=pdef,
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[EVENTS],
-        io_manager_key="generation_io",
+        # The flow's IO manager writes the files (one per destination kind).
+        io_manager_key=io_manager_key(flow),
         group_name=flow.key_prefix,
         kinds={flow.format, dest_kind},
         description=f"Data files of flow {flow.name!r}: {flow.format} by {flow.partitioning.value} "
         f"of hit_time_utc, to {dest_kind}. Materializing past partitions regenerates them into "
         f"{flow.regeneration_root!r}.",
     )
-    def files(context: dg.AssetExecutionContext, store: EventStore) -> GenerationResult:
+    def files(context: dg.AssetExecutionContext, store: EventStore) -> StagedGeneration:
         context.instance.add_run_tags(context.run.run_id, process_tags())
         run_tags = dict(context.run.tags)
         live = tags.GENERATION in run_tags
@@ -197,7 +156,9 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
                     f"window ({generation.from_seq}, {generation.to_seq}] of {flow.name} is "
                     f"{state.value} on the destination: nothing to write"
                 )
-                return GenerationResult(generation, already_delivered=True)
+                return StagedGeneration(
+                    flow, generation, None, list(context.partition_keys), already_delivered=True
+                )
         else:
             generation = _regeneration(context, flow, store_identity(store.path))
         context.log.info(
@@ -205,60 +166,29 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
             f"({generation.from_seq}, {generation.to_seq}], partitions {context.partition_keys[0]}"
             f" .. {context.partition_keys[-1]}"
         )
-        destination = destination_for(flow)
-        with destination:
-            destination.check_folder(generation.folder(flow))
-            if not live:
-                generation = _free_report_stamp(flow, generation, destination)
-            result = run_generation(
-                flow, generation, store.path, destination, default_staging_dir(), progress.report
-            )
-            if not live:
-                # A backfill selects this asset alone: the regeneration reports itself.
-                publish(flow, result, destination)
-        by_partition = result.by_partition()
-        in_range = set(context.partition_keys)
-        for key in context.partition_keys:
-            context.add_asset_metadata(
-                _partition_metadata(generation, by_partition.get(key, [])), partition_key=key
-            )
-        first_key, last_key = pdef.get_first_partition_key(), pdef.get_last_partition_key()
-        stragglers = [
-            k
-            for k in sorted(set(by_partition) - in_range, reverse=True)
-            if first_key is not None and last_key is not None and first_key <= k <= last_key
-        ]
-        # Older partitions of a live window (late events) outside the run's range: one
-        # materialization each, newest first, so the event log grows with what was touched, up
-        # to a cap per generation (the manifest lists every file regardless).
-        for key in stragglers[:MAX_STRAGGLER_EVENTS]:
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=files_key(flow),
-                    partition=key,
-                    metadata=_partition_metadata(generation, by_partition[key]),
-                )
-            )
-        if len(stragglers) > MAX_STRAGGLER_EVENTS:
-            context.log.info(
-                f"{len(stragglers) - MAX_STRAGGLER_EVENTS} older partitions touched by this "
-                f"generation (oldest {stragglers[-1]}) are listed in its manifest only"
-            )
-        context.log.info(
-            f"wrote {len(result.files)} files, {result.rows} rows, {result.bytes} bytes"
-            + (f"; report {result.report_path}" if result.report_path else "")
-        )
-        return result
+        # What, not where: the rows are read lazily, slice by slice, while the IO manager
+        # renders and uploads them; no store connection is held during an upload.
+        staged = stage_generation(flow, generation, store.path)
+        return StagedGeneration(flow, generation, staged, list(context.partition_keys))
 
     @dg.asset(
         key=report_key(flow),
         ins={"generation": dg.AssetIn(key=files_key(flow))},
+        required_resource_keys={destination_key(flow), io_manager_key(flow)},
         group_name=flow.key_prefix,
         kinds={"report", dest_kind},
         description=f"Delivery report of flow {flow.name!r}: written after every data file of a "
         "live generation, it lists them; its materialization commits the delivered watermark.",
     )
     def delivery_report(
+        context: dg.AssetExecutionContext, generation: GenerationResult
+    ) -> dg.MaterializeResult:
+        result = report(context, generation)
+        # The report is written (or was not needed): the run's staging folder goes.
+        getattr(context.resources, io_manager_key(flow)).release(context.run.run_id)
+        return result
+
+    def report(
         context: dg.AssetExecutionContext, generation: GenerationResult
     ) -> dg.MaterializeResult:
         gen = generation.generation
@@ -269,7 +199,10 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         report = None
         # The last look at the record and the report's put under one lock: of two runs of the
         # window's start (a tick racing `dataflow export`) only one reports.
-        with report_lock(context.instance, flow), destination_for(flow) as destination:
+        with (
+            report_lock(context.instance, flow),
+            flow_destination(context, flow).destination() as destination,
+        ):
             record = read_record(flow, destination, dagster_hint(context.instance, flow))
             state = record.state_of(gen)
             if state is LiveState.REPORTED:

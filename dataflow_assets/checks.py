@@ -24,8 +24,8 @@ import dagster as dg
 
 from dataflow_assets import layout
 from dataflow_assets.delivery_record import delivered
-from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination
+from dataflow_assets.destinations.resources import destination_key
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
 from dataflow_assets.partitions import Granularity, partition_key
@@ -152,14 +152,15 @@ def flow_checks(flow: FlowSpec) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(
         asset=report_key(flow),
         name="completeness",
+        required_resource_keys={"store", destination_key(flow)},
         description="Per partition, rows in reported files = store rows up to the delivered "
         "watermark; every reported file present with its manifest's size.",
     )
-    def completeness_check(
-        context: dg.AssetCheckExecutionContext, store: EventStore
-    ) -> dg.AssetCheckResult:
+    def completeness_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        store: EventStore = context.resources.store
         watermark = delivered(context.instance, flow).to_seq
-        with destination_for(flow) as destination:
+        resource = getattr(context.resources, destination_key(flow))
+        with resource.destination() as destination:
             result = completeness(flow, store, destination, watermark)
         mismatched = result.mismatched
         metadata: dict[str, Any] = {

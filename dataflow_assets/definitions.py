@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from dataflow_assets.alerts.config import AlertConfigError, load_alert_config
+from dataflow_assets.alerts.sensors import alert_sensors
 from dataflow_assets.assets import flow_assets
 from dataflow_assets.checks import flow_checks
 from dataflow_assets.flow import FlowSet, load_flows
@@ -28,6 +30,16 @@ from dataflow_assets.schedules import (
 from dataflow_assets.store.schema import default_db_path
 
 log = logging.getLogger(__name__)
+
+
+def alerts_wanted() -> bool:
+    """True when alerts are configured; a broken configuration too (its sensors' ticks then
+    show the error in the UI, instead of alerts silently staying off)."""
+    try:
+        return load_alert_config() is not None
+    except AlertConfigError as exc:
+        log.error("alerts: %s", exc)
+        return True
 
 
 def build_definitions(
@@ -53,8 +65,11 @@ def build_definitions(
         asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
-        sensors=landing_sensors(landing, db or default_db_path()),
-        resources=default_resources(db),
+        sensors=[
+            *landing_sensors(landing, db or default_db_path()),
+            *alert_sensors(flows.flows, default_on=alerts_wanted()),
+        ],
+        resources=default_resources(db, flows.flows),
         executor=dg.in_process_executor,
     )
 

@@ -129,7 +129,7 @@ def run_plan(
     )
     outcome = ExportOutcome(flow.name, plan, success=run.success, run_id=run.run_id)
     if run.success:
-        outcome.result = run.output_for_node(files_node(defs, flow))
+        outcome.result = delivered_result(run, defs, flow)
         if not outcome.result.already_delivered:
             outcome.result.report_path = delivered(instance, flow).report or None
     else:
@@ -167,6 +167,16 @@ def error_text(err: SerializableErrorInfo | None) -> str:
 
 def files_node(defs: dg.Definitions, flow: FlowSpec) -> str:
     return defs.resolve_assets_def(files_key(flow)).node_def.name
+
+
+def delivered_result(
+    run: dg.ExecuteInProcessResult, defs: dg.Definitions, flow: FlowSpec
+) -> GenerationResult:
+    """What a successful in-process run's IO manager delivered (kept on the files asset's
+    output, the ``StagedGeneration``, which an in-process run holds in memory)."""
+    staged = run.output_for_node(files_node(defs, flow))
+    assert staged.result is not None, "the files asset's output was not handled"
+    return staged.result
 
 
 def export_flow(

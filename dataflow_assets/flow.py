@@ -166,6 +166,19 @@ class S3Destination(_Destination):
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
     region: str = "us-east-1"
     endpoint_url: str | None = None
+    sse: Annotated[
+        Literal["s3", "kms"] | None,
+        Field(description="Server-side encryption of every object: s3 (SSE-S3) or kms (SSE-KMS)."),
+    ] = None
+    kms_key_id: Annotated[
+        str | None, Field(description="SSE-KMS key id or ARN (default: the account's aws/s3 key).")
+    ] = None
+
+    @model_validator(mode="after")
+    def _kms_key(self) -> S3Destination:
+        if self.kms_key_id and self.sse != "kms":
+            raise ValueError("kms_key_id needs sse: kms")
+        return self
 
     @model_validator(mode="before")
     @classmethod

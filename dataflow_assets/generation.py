@@ -28,7 +28,7 @@ import pyarrow as pa
 from dataflow_assets import layout
 from dataflow_assets.destinations.base import Destination
 from dataflow_assets.flow import FlowSpec
-from dataflow_assets.formats import PartWriter, part_writer
+from dataflow_assets.formats import FormatHandler, PartWriter, handler_for
 from dataflow_assets.formats.base import threads, use_fast_memory_pool
 from dataflow_assets.partitions import parse_partition_key, partition_end, partition_key
 from dataflow_assets.store.window import StagedWindow, WindowQuery, stage_window
@@ -195,8 +195,10 @@ class _PartitionParts:
         local: Path,
         pool: ThreadPoolExecutor,
         uploader: _Uploads | None = None,
+        handler: FormatHandler | None = None,
     ) -> None:
         self.flow, self.staged, self.start = flow, staged, start
+        self.handler = handler or handler_for(flow.format)
         self.destination, self.local, self.pool = destination, local, pool
         self.uploader = uploader
         self.key = partition_key(start, flow.partitioning)
@@ -218,12 +220,8 @@ class _PartitionParts:
             if self.writer is None:
                 self.part += 1
                 self.rows = 0
-                self.writer = part_writer(
-                    self.flow.format,
-                    self._local_part(),
-                    self.staged.schema,
-                    self.pool,
-                    self.flow.csv_separator,
+                self.writer = self.handler.open_part(
+                    self._local_part(), self.staged.schema, self.pool, self.flow.csv_separator
                 )
             take = min(batch.num_rows - offset, limit - self.rows)
             self.writer.write(batch.slice(offset, take) if take < batch.num_rows else batch)
@@ -280,6 +278,7 @@ def write_files(
     destination: Destination,
     workdir: Path,
     progress: Progress | None = None,
+    handler: FormatHandler | None = None,
 ) -> list[DeliveredFile]:
     """Render the staged rows into parts and put each on the destination atomically.
 
@@ -299,7 +298,7 @@ def write_files(
             if writer is None:
                 local = workdir / f"part-{int(start.timestamp())}"
                 writer = parts[start] = _PartitionParts(
-                    flow, generation, staged, start, destination, local, pool, uploader
+                    flow, generation, staged, start, destination, local, pool, uploader, handler
                 )
             writer.write(batch)
             uploader.check()
@@ -353,9 +352,32 @@ def run_generation(
     workdir = Path(
         tempfile.mkdtemp(prefix=f"dataflow-{flow.name}-@{os.getpid()}-", dir=staging_root)
     )
+    staged = stage_window(db, generation.query(flow), workdir / "stage")
+    return deliver_staged(flow, generation, staged, destination, workdir, progress=progress)
+
+
+def stage_generation(flow: FlowSpec, generation: Generation, db: Path) -> StagedWindow:
+    """The generation's rows, staged: read lazily from the store by ``StagedWindow.pieces()``,
+    slice by slice, each slice with its own short read-only connection."""
+    return stage_window(db, generation.query(flow), None)
+
+
+def deliver_staged(
+    flow: FlowSpec,
+    generation: Generation,
+    staged: StagedWindow,
+    destination: Destination,
+    workdir: Path,
+    handler: FormatHandler | None = None,
+    progress: Progress | None = None,
+) -> GenerationResult:
+    """Render ``staged`` in the flow's format (``handler``) and put its files on the (open)
+    destination, rendering in ``workdir``, which is removed afterwards, whatever happens.
+    Does not publish the report."""
+    use_fast_memory_pool()
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
-        staged = stage_window(db, generation.query(flow), workdir / "stage")
-        files = write_files(flow, generation, staged, destination, workdir, progress)
+        files = write_files(flow, generation, staged, destination, workdir, progress, handler)
         return GenerationResult(generation, files, [name for name, _ in staged.columns])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

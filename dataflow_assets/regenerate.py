@@ -13,7 +13,7 @@ import dagster as dg
 
 from dataflow_assets import tags
 from dataflow_assets.delivery_record import delivered
-from dataflow_assets.export import QUIET, files_node, run_error
+from dataflow_assets.export import QUIET, delivered_result, run_error
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
 from dataflow_assets.partitions import (
@@ -116,7 +116,7 @@ def regenerate(
     )
     outcome = RegenerationOutcome(run.success, run.run_id, watermark, first, last)
     if run.success:
-        outcome.result = run.output_for_node(files_node(defs, flow))
+        outcome.result = delivered_result(run, defs, flow)
     else:
         outcome.error = run_error(run)
     return outcome

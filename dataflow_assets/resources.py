@@ -1,17 +1,27 @@
-"""Dagster resources: the event store, and the IO manager that hands a generation's files to
-its delivery report within a run."""
+"""The Dagster resources of a code location: the event store, and per flow its destination
+(``<flow>_destination``) and the IO manager that writes its files there (``<flow>_io``).
+
+The event store is a resource of ours, not ``dagster_duckdb.DuckDBResource``: that one always
+opens the file read-write (retrying ~100 s on a lock), and one read-write connection locks a
+DuckDB file for every other process, readers included. Runs only read the store, with short
+read-only connections (``store/window.py``); ingest writes it in short vectorized batches with
+its own lock retries (``store/ingest.py``).
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
 
-from dataflow_assets.generation import GenerationResult
+from dataflow_assets.destinations.resources import destination_key, destination_resource
+from dataflow_assets.flow import FlowSpec
+from dataflow_assets.io_managers import io_manager_for, io_manager_key
+from dataflow_assets.io_managers.staging import default_staging_dir
 from dataflow_assets.store.schema import default_db_path
+
+__all__ = ["EventStore", "default_resources", "default_staging_dir"]
 
 
 class EventStore(dg.ConfigurableResource):
@@ -24,35 +34,12 @@ class EventStore(dg.ConfigurableResource):
         return Path(self.db_path)
 
 
-def default_staging_dir() -> Path:
-    return Path(
-        os.environ.get("DATAFLOW_STAGING_DIR", Path(tempfile.gettempdir()) / "dataflow-staging")
-    )
-
-
-class GenerationIOManager(dg.ConfigurableIOManager):
-    """Stores a files asset's ``GenerationResult`` as JSON under ``<dir>/<run_id>/`` so that the
-    delivery report asset of the same run can list them. Handles partition-range outputs (the
-    default IO manager refuses them)."""
-
-    base_dir: str
-
-    def _path(self, run_id: str, key: dg.AssetKey) -> Path:
-        return Path(self.base_dir) / run_id / ("__".join(key.path) + ".json")
-
-    def handle_output(self, context: dg.OutputContext, obj: GenerationResult) -> None:
-        path = self._path(context.run_id, context.asset_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj.to_json()))
-
-    def load_input(self, context: dg.InputContext) -> GenerationResult:
-        # The delivery report reads the files of its own run, never an older run's.
-        path = self._path(context.step_context.run_id, context.asset_key)
-        return GenerationResult.from_json(json.loads(path.read_text()))
-
-
-def default_resources(db: Path | None = None) -> dict[str, object]:
-    return {
-        "store": EventStore(db_path=str(db or default_db_path())),
-        "generation_io": GenerationIOManager(base_dir=str(default_staging_dir() / "runs")),
-    }
+def default_resources(db: Path | None = None, flows: Iterable[FlowSpec] = ()) -> dict[str, object]:
+    """The store, and per flow its destination resource and its IO manager."""
+    runs = default_staging_dir() / "runs"
+    resources: dict[str, object] = {"store": EventStore(db_path=str(db or default_db_path()))}
+    for flow in flows:
+        destination = destination_resource(flow)
+        resources[destination_key(flow)] = destination
+        resources[io_manager_key(flow)] = io_manager_for(destination, runs)
+    return resources

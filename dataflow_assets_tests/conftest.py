@@ -16,7 +16,10 @@ from dataflow_assets_tests.server_fixtures import (  # noqa: F401 - fixtures for
     moto_server,
     pg_database,
     postgres,
+    smtpd,
+    smtpd_server,
     sshd,
+    webhook,
 )
 from dataflow_assets_tests.support import Harness, make_harness
 

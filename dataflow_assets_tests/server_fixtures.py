@@ -14,11 +14,15 @@ from dataflow_assets_tests.servers import (
     FtpServer,
     MotoServer,
     PostgresServer,
+    SmtpServer,
     SshdServer,
+    WebhookServer,
     run_ftpd,
     run_moto,
     run_postgres,
+    run_smtpd,
     run_sshd,
+    run_webhook_server,
     serving,
     use_s3,
 )
@@ -63,6 +67,24 @@ def ftps_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]
 @pytest.fixture(scope="session")
 def ftp_plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     yield from _ftpd(tmp_path_factory, tls=False)
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    """A fresh webhook receiver per test (its own port and token)."""
+    yield from serving(run_webhook_server(), "webhook server")
+
+
+@pytest.fixture(scope="session")
+def smtpd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
+    yield from serving(run_smtpd(tmp_path_factory.mktemp("smtpd")), "smtpd")
+
+
+@pytest.fixture
+def smtpd(smtpd_server: SmtpServer) -> Iterator[SmtpServer]:
+    """The SMTP server with no mail from earlier tests."""
+    smtpd_server.messages.clear()
+    yield smtpd_server
 
 
 @pytest.fixture(scope="session")

@@ -1025,3 +1025,141 @@ def _kill_postmaster(data_dir: Path) -> None:
     with contextlib.suppress(OSError, ValueError, IndexError):
         pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
         os.kill(pid, 9)
+
+
+# ---------------------------------------------------------------- alert receivers
+
+
+@dataclass
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookServer:
+    """An HTTP server on 127.0.0.1 that records every POST (a Slack-like incoming webhook).
+
+    Fields:
+        url: the webhook URL, with a secret-looking token in its path (as Slack's has).
+        token: that token: a test asserts it never appears in what was posted.
+        received: the POSTs, in order.
+        fail_with: answer every POST with this HTTP status (0: 200 OK), to test retries.
+    """
+
+    url: str
+    token: str
+    received: list[ReceivedRequest] = field(default_factory=list)
+    fail_with: int = 0
+
+    def payloads(self) -> list[dict[str, Any]]:
+        import json
+
+        return [json.loads(r.body) for r in self.received]
+
+
+@contextlib.contextmanager
+def run_webhook_server() -> Iterator[WebhookServer]:
+    """``http.server`` on a thread, on a free port; stopped on exit."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    token = "T0DATAFLOW/B0ALERTS/" + os.urandom(8).hex()
+    state: list[WebhookServer] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            server = state[0]
+            status = server.fail_with or 200
+            if status == 200:
+                server.received.append(ReceivedRequest(self.path, dict(self.headers), body))
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+            pass
+
+    httpd = ThreadingHTTPServer((LOCALHOST, 0), Handler)
+    port = httpd.server_address[1]
+    state.append(WebhookServer(f"http://{LOCALHOST}:{port}/services/{token}", token))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield state[0]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@dataclass
+class SmtpServer:
+    """An aiosmtpd SMTP server on 127.0.0.1 that requires STARTTLS and a login.
+
+    Fields:
+        host, port: where it listens.
+        user, password: the only login accepted.
+        ca_file: the CA that signed its certificate (set ``SSL_CERT_FILE`` to it).
+        messages: the mails received (``email.message.EmailMessage``), in order.
+    """
+
+    host: str
+    port: int
+    user: str
+    password: str
+    ca_file: Path
+    messages: list[Any] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def run_smtpd(work_dir: Path) -> Iterator[SmtpServer]:
+    try:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+    except ImportError as exc:
+        raise ServerUnavailable(f"aiosmtpd is not installed: {exc}") from exc
+    import email
+    import email.policy
+    import ssl
+
+    ca, cert, key = make_tls_certificate(work_dir)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = SmtpServer(LOCALHOST, free_port(), "alerts", "Smtp-Pw-" + os.urandom(6).hex(), ca)
+
+    class Handler:
+        async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
+            server.messages.append(
+                email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+            )
+            return "250 OK"
+
+    def authenticate(smtp: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login.decode() == server.user
+            and data.password.decode() == server.password
+        )
+        return AuthResult(success=ok)
+
+    controller = Controller(
+        Handler(),
+        hostname=LOCALHOST,
+        port=server.port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_required=True,
+    )
+    try:
+        controller.start()
+    except Exception as exc:  # aiosmtpd raises its own errors on a failed start
+        raise ServerUnavailable(f"aiosmtpd did not start: {exc}") from exc
+    try:
+        yield server
+    finally:
+        controller.stop()

@@ -105,8 +105,19 @@ class S3Bucket(Destination):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         botocore_attempts: int = 3,
+        profile_name: str | None = None,
+        verify: bool | None = None,
     ) -> None:
         self.spec = spec
+        self.profile_name, self.verify = profile_name, verify
+        #: Server-side encryption arguments of every PutObject and multipart upload.
+        self.encryption: dict[str, str] = {}
+        if spec.sse == "s3":
+            self.encryption = {"ServerSideEncryption": "AES256"}
+        elif spec.sse == "kms":
+            self.encryption = {"ServerSideEncryption": "aws:kms"}
+            if spec.kms_key_id:
+                self.encryption["SSEKMSKeyId"] = spec.kms_key_id
         self.retry = retry
         self.transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold,
@@ -131,9 +142,12 @@ class S3Bucket(Destination):
         if self._client is None:
             # A fresh session per client: boto3's default session caches credentials
             # process-wide, which would pin the first environment's keys for every flow.
-            session = boto3.session.Session()
+            session = boto3.session.Session(profile_name=self.profile_name)
             self._client = session.client(
-                "s3", endpoint_url=self.spec.endpoint_url, config=self.client_config
+                "s3",
+                endpoint_url=self.spec.endpoint_url,
+                config=self.client_config,
+                verify=self.verify,
             )
         return self._client
 
@@ -248,6 +262,7 @@ class S3Bucket(Destination):
                         Body=body,
                         ChecksumAlgorithm="SHA256",
                         ChecksumSHA256=full_b64,
+                        **self.encryption,  # type: ignore[arg-type]
                     )
 
             self._call(put, f"cannot upload {path}")
@@ -258,7 +273,7 @@ class S3Bucket(Destination):
                 str(local_path),
                 bucket,
                 path,
-                ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+                ExtraArgs={"ChecksumAlgorithm": "SHA256", **self.encryption},
                 Config=self.transfer_config,
             )
             head = self._s3().head_object(Bucket=bucket, Key=path, ChecksumMode="ENABLED")
@@ -283,6 +298,7 @@ class S3Bucket(Destination):
                 Body=data,
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=checksum,
+                **self.encryption,  # type: ignore[arg-type]
             ),
             f"cannot upload {path}",
         )

@@ -1,30 +1,45 @@
-"""Output formats: ``part_writer`` opens the writer of one data file for a flow's format."""
+"""Output formats, one handler each: ``csv.CsvHandler``, ``ndjson.NdjsonHandler``,
+``parquet.ParquetHandler`` (the delivery IO managers' pluggable format handlers)."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 
-from dataflow_assets.formats.base import GzipMemberWriter, PartWriter, WrittenPart, gzip_level
-from dataflow_assets.formats.csv import render_csv
-from dataflow_assets.formats.ndjson import render_ndjson
-from dataflow_assets.formats.parquet import ParquetPartWriter
+from dataflow_assets.formats.base import FormatHandler, PartWriter, WrittenPart
+from dataflow_assets.formats.csv import CsvHandler
+from dataflow_assets.formats.ndjson import NdjsonHandler
+from dataflow_assets.formats.parquet import ParquetHandler
 
-__all__ = ["PartWriter", "WrittenPart", "part_writer"]
+__all__ = [
+    "CsvHandler",
+    "FormatHandler",
+    "NdjsonHandler",
+    "ParquetHandler",
+    "PartWriter",
+    "WrittenPart",
+    "default_handlers",
+    "handler_for",
+    "part_writer",
+]
+
+
+def default_handlers() -> dict[str, FormatHandler]:
+    """Every format's handler, by the flow's ``format``."""
+    return {h.format: h for h in (CsvHandler(), NdjsonHandler(), ParquetHandler())}
+
+
+def handler_for(fmt: str) -> FormatHandler:
+    handler = default_handlers().get(fmt)
+    if handler is None:
+        raise ValueError(f"unknown format {fmt!r}")
+    return handler
 
 
 def part_writer(
     fmt: str, path: Path, schema: pa.Schema, pool: ThreadPoolExecutor, csv_separator: str = ","
 ) -> PartWriter:
     """The writer of one part. Writers on the same ``pool`` share its render backlog."""
-    if fmt == "parquet":
-        return ParquetPartWriter(path, schema, pool)
-    if fmt == "csv":
-        render = partial(render_csv, separator=csv_separator)
-        return GzipMemberWriter(path, render, pool, gzip_level("csv"))
-    if fmt == "json":
-        return GzipMemberWriter(path, render_ndjson, pool, gzip_level("json"))
-    raise ValueError(f"unknown format {fmt!r}")
+    return handler_for(fmt).open_part(path, schema, pool, csv_separator)

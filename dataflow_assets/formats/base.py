@@ -116,6 +116,21 @@ class PartWriter(abc.ABC):
         """No more rows will come: start the last of the work (``close`` waits for it)."""
 
 
+class FormatHandler(abc.ABC):
+    """How one output format writes a data file: the pluggable piece of the delivery IO
+    managers (as dagster-duckdb's type handlers are of its IO manager). ``open_part`` opens the
+    writer of one part at ``path``; writers on the same ``pool`` share its render backlog."""
+
+    #: The flow's ``format`` this handler serves, and the extension of its files.
+    format: str
+    extension: str
+
+    @abc.abstractmethod
+    def open_part(
+        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+    ) -> PartWriter: ...
+
+
 class Buffering(abc.ABC):
     """A writer that holds rows until it has enough for a unit of output."""
 

@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import io
 import math
+from concurrent.futures import Executor
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
-from dataflow_assets.formats.base import ISO_FORMAT, TINY_ROWS, Rows, python_rows
+from dataflow_assets.formats.base import (
+    ISO_FORMAT,
+    TINY_ROWS,
+    FormatHandler,
+    GzipMemberWriter,
+    PartWriter,
+    Rows,
+    gzip_level,
+    python_rows,
+)
 
 
 def render_csv(batch: Rows, header: bool, separator: str) -> memoryview:
@@ -57,3 +69,16 @@ def _render_tiny(batch: Rows, header: bool, separator: str) -> bytes:
     for row in python_rows(batch):
         lines.append(separator.join(_field(v, separator) for v in row.values()))
     return "".join(line + "\r\n" for line in lines).encode("utf-8")
+
+
+class CsvHandler(FormatHandler):
+    """``format: csv``: gzip members of ``render_csv`` (header in the first member only)."""
+
+    format = "csv"
+    extension = "csv.gz"
+
+    def open_part(
+        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+    ) -> PartWriter:
+        render = partial(render_csv, separator=csv_separator)
+        return GzipMemberWriter(path, render, pool, gzip_level("csv"))

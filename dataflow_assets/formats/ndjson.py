@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import Executor
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
-from dataflow_assets.formats.base import ISO_FORMAT, TINY_ROWS, Rows, python_rows
+from dataflow_assets.formats.base import (
+    ISO_FORMAT,
+    TINY_ROWS,
+    FormatHandler,
+    GzipMemberWriter,
+    PartWriter,
+    Rows,
+    gzip_level,
+    python_rows,
+)
 
 #: A character that JSON strings must escape.
 NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
@@ -144,3 +155,15 @@ def _contiguous_text(lines: pa.Array) -> memoryview:
     offsets = memoryview(offsets_buf).cast("q" if pa.types.is_large_string(lines.type) else "i")
     start, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
     return memoryview(data)[start:end]
+
+
+class NdjsonHandler(FormatHandler):
+    """``format: json``: gzip members of ``render_ndjson`` (nulls omitted)."""
+
+    format = "json"
+    extension = "json.gz"
+
+    def open_part(
+        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+    ) -> PartWriter:
+        return GzipMemberWriter(path, render_ndjson, pool, gzip_level("json"))

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from dataflow_assets.formats.base import (
     Buffering,
+    FormatHandler,
     PartWriter,
     WrittenPart,
     backlog_of,
@@ -144,3 +145,15 @@ class ParquetPartWriter(PartWriter, Buffering):
         self._open().close()
         self.sink.close()
         return file_digest(self.path)
+
+
+class ParquetHandler(FormatHandler):
+    """``format: parquet``: typed columns, zstd inside the file."""
+
+    format = "parquet"
+    extension = "parquet"
+
+    def open_part(
+        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+    ) -> PartWriter:
+        return ParquetPartWriter(path, schema, pool)

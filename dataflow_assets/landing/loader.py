@@ -45,12 +45,14 @@ Zone = LocalZone | S3Zone
 #: What a file that cannot be read at all raises while it is parsed (ingest's UnreadableFile and
 #: unknown extensions are ValueErrors; a bad gzip stream is an OSError, EOFError or zlib.error;
 #: isal's IsalError from the batch reader; a bad Parquet file an ArrowException; DuckDB's readers raise InvalidInputException).
+#: isal's stub types its error as an instance; at run time it is the IsalError class.
+_ISAL_ERROR: type[BaseException] = isal_zlib.error  # type: ignore[assignment]
 UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     OSError,
     EOFError,
     zlib.error,
-    isal_zlib.error,
+    _ISAL_ERROR,
     pa.ArrowException,
     duckdb.InvalidInputException,
 )

@@ -210,3 +210,51 @@ def test_destination_for_builds_an_s3_bucket(moto: MotoServer, bucket: str) -> N
         destination.check_folder(flow.folder)
         destination.put_bytes(b"x", "exports/x")
     assert moto.client().get_object(Bucket=bucket, Key="exports/x")["Body"].read() == b"x"
+
+
+@pytest.mark.parametrize(
+    ("sse", "kms_key_id", "expected"),
+    [
+        ("s3", None, "AES256"),
+        ("kms", None, "aws:kms"),
+        ("kms", "alias/dataflow-exports", "aws:kms"),
+    ],
+)
+def test_server_side_encryption_on_every_put_and_multipart_upload(
+    moto: MotoServer, bucket: str, tmp_path: Path, sse: str, kms_key_id: str | None, expected: str
+) -> None:
+    spec = S3Destination(
+        type="s3", bucket=bucket, endpoint_url=moto.endpoint_url, sse=sse, kms_key_id=kms_key_id
+    )
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.write_bytes(os.urandom(1000))
+    large.write_bytes(os.urandom(6 * MiB))
+    s3 = S3Bucket(spec, retry=FAST_RETRY, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    with s3:
+        s3.put_file(small, "e/small")  # one PutObject
+        s3.put_file(large, "e/large")  # multipart: CreateMultipartUpload carries the SSE
+        s3.put_bytes(b"report\n", "e/report")
+    client = moto.client()
+    for key in ("e/small", "e/large", "e/report"):
+        head = client.head_object(Bucket=bucket, Key=key)
+        assert head["ServerSideEncryption"] == expected, key
+        if kms_key_id:
+            assert kms_key_id in head["SSEKMSKeyId"], key
+        elif sse == "s3":
+            assert "SSEKMSKeyId" not in head
+    assert head_parts(client, bucket, "e/large") == 2
+
+
+def head_parts(client: object, bucket: str, key: str) -> int:
+    head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")  # type: ignore[attr-defined]
+    return int(head["ETag"].strip('"').split("-")[1])
+
+
+def test_a_flow_without_sse_stores_objects_unencrypted_and_kms_key_needs_kms(
+    moto: MotoServer, bucket: str
+) -> None:
+    with _s3(bucket, moto.endpoint_url) as s3:
+        s3.put_bytes(b"x", "plain")
+    assert "ServerSideEncryption" not in moto.client().head_object(Bucket=bucket, Key="plain")
+    with pytest.raises(ValueError, match="kms_key_id needs sse: kms"):
+        S3Destination(type="s3", bucket=bucket, sse="s3", kms_key_id="k")

@@ -42,19 +42,19 @@ def die() -> None:
 def _wrap_destinations(put_file: Any = None, put_bytes: Any = None) -> None:
     """Wrap the methods of every destination the assets build (any destination type):
     ``put_file(destination, method)`` returns the replacement method."""
-    import dataflow_assets.assets as assets
+    from dataflow_assets.destinations.resources import DestinationResource
 
-    build = assets.destination_for
+    build = DestinationResource.destination
 
-    def destination_for(flow: Any) -> Any:
-        destination: Any = build(flow)
+    def destination_for(self: DestinationResource) -> Any:
+        destination: Any = build(self)
         if put_file is not None:
             destination.put_file = put_file(destination, destination.put_file)
         if put_bytes is not None:
             destination.put_bytes = put_bytes(destination, destination.put_bytes)
         return destination
 
-    assets.destination_for = destination_for
+    DestinationResource.destination = destination_for  # type: ignore[method-assign]
 
 
 def install(stage: str, k: int) -> None:

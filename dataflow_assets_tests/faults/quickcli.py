@@ -14,18 +14,18 @@ TIMEOUT = 10.0
 
 
 def install() -> None:
-    import dataflow_assets.assets as assets
+    from dataflow_assets.destinations.resources import DestinationResource
 
-    build = assets.destination_for
+    build = DestinationResource.destination
 
-    def destination_for(flow: Any) -> Any:
-        destination: Any = build(flow)
+    def destination_for(self: DestinationResource) -> Any:
+        destination: Any = build(self)
         destination.retry = FAST
         if hasattr(destination, "timeout"):
             destination.timeout = TIMEOUT
         return destination
 
-    assets.destination_for = destination_for
+    DestinationResource.destination = destination_for  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

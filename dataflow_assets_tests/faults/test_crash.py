@@ -118,6 +118,8 @@ def test_a_killed_generation_leaves_nothing_in_the_staging_folder(
     d.crash("files", 5, "export", "crashy")
     export_until_idle(d, "crashy")
     assert not list(d.staging.glob("dataflow-crashy-*/*"))
+    # The killed run's folder went with the next run, the next runs' with their reports.
+    assert not list((d.staging / "runs").glob("*"))
 
 
 def audit_after_crash(root: Path, flow: FlowSpec, stage: str) -> list[str]:

@@ -31,9 +31,8 @@ import botocore.config
 import dagster as dg
 import pytest
 
-import dataflow_assets.assets as assets
-import dataflow_assets.planner as planner
 from dataflow_assets import tags
+from dataflow_assets.destinations.resources import DestinationResource
 from dataflow_assets.destinations.retry import RetryPolicy
 from dataflow_assets.destinations.s3 import S3Bucket
 from dataflow_assets.flow import FlowSpec
@@ -68,13 +67,13 @@ EVENTS = 270
 
 @pytest.fixture(autouse=True)
 def fast_destinations(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Destinations as ``destination_for`` builds them, with test-sized retries and timeouts."""
-    build = assets.destination_for
+    """Destinations as their resources build them, with test-sized retries and timeouts."""
+    build = DestinationResource.destination
     marker = request.node.get_closest_marker("destination_timeout")
     timeout = marker.args[0] if marker else TIMEOUT
 
-    def destination_for(flow: FlowSpec) -> Any:
-        destination: Any = build(flow)
+    def destination_for(self: DestinationResource) -> Any:
+        destination: Any = build(self)
         destination.retry = FAST
         if hasattr(destination, "timeout"):
             destination.timeout = timeout
@@ -88,9 +87,8 @@ def fast_destinations(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
             )
         return destination
 
-    monkeypatch.setattr(assets, "destination_for", destination_for)
-    # The planner reads the flow's delivery record on the destination too.
-    monkeypatch.setattr(planner, "destination_for", destination_for)
+    # The planner and the files step read the flow's delivery record through the resource too.
+    monkeypatch.setattr(DestinationResource, "destination", destination_for)
 
 
 def retries(caplog: pytest.LogCaptureFixture) -> int:
