@@ -25,34 +25,35 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dataflow_assets.consumer.commands import human_bytes as _human
-from dataflow_assets.flow import default_flows_dir, flow_files, load_flow_file, load_flows
+from dataflow_assets.flow import FlowError, default_flows_dir, flow_files, load_flows
 from dataflow_assets.store.schema import default_db_path
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """A verdict per file, judged as loading judges it (one file's content never stops the
+    others; a name that clashes with an earlier file's flow is refused as loading refuses it)."""
     paths = [Path(p) for p in args.files] or flow_files(default_flows_dir())
     if not paths:
         print(f"no flow files in {default_flows_dir()}")
         return 1
+    paths = list(dict.fromkeys(paths))  # a file named twice gets one verdict
+    flows = load_flows(paths=paths)
+    errors: dict[Path, list[FlowError]] = {}
+    for error in flows.errors:
+        errors.setdefault(error.path, []).append(error)
+    by_file = {path: flow for flow in flows.flows for path in [flows.files[flow.name]]}
     invalid = 0
-    names: dict[str, Path] = {}
     for path in paths:
-        loaded = load_flow_file(path)
-        if isinstance(loaded, list):
+        flow = by_file.get(path)
+        if path in errors or flow is None:
             invalid += 1
             print(f"INVALID {path}")
-            for error in loaded:
+            for error in errors.get(path, []):
                 print(f"  {error}")
-        elif loaded.name in names:
-            invalid += 1
-            print(
-                f"INVALID {path}\n  {path}: name: {loaded.name!r} already defined in {names[loaded.name]}"
-            )
         else:
-            names[loaded.name] = path
             print(
-                f"ok      {path}  ({loaded.name}: {loaded.format}, {loaded.partitioning.value}, "
-                f"every {loaded.frequency_minutes} min, {loaded.destination.type})"
+                f"ok      {path}  ({flow.name}: {flow.format}, {flow.partitioning.value}, "
+                f"every {flow.frequency_minutes} min, {flow.destination.type})"
             )
     print(f"{len(paths) - invalid} valid, {invalid} invalid")
     return 1 if invalid else 0
@@ -166,6 +167,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         try:
             with progress.listening(bars):
                 outcome = export_flow(defs, instance, flow, Path(args.db))
+        except Exception as exc:  # one flow's failure (its planning, its lock) never stops another
+            logging.getLogger("dataflow.export").debug(
+                "export of %s failed", flow.name, exc_info=True
+            )
+            failures += 1
+            print(f"{flow.name}: FAILED before its run: {type(exc).__name__}: {exc}")
+            continue
         finally:
             bars.close()
         took = time.monotonic() - started

@@ -12,7 +12,7 @@ import dagster as dg
 
 from dataflow_assets.assets import events_spec, flow_assets
 from dataflow_assets.checks import flow_checks
-from dataflow_assets.flow import FlowSet, load_flows
+from dataflow_assets.flow import FlowError, FlowSet, FlowSpec, load_flows
 from dataflow_assets.resources import default_resources
 from dataflow_assets.schedules import (
     checks_job,
@@ -25,19 +25,39 @@ from dataflow_assets.schedules import (
 log = logging.getLogger(__name__)
 
 
+def flow_definitions(flow: FlowSpec) -> tuple[list, list, list, list]:
+    """The assets, checks, jobs and schedules of one flow."""
+    return (
+        flow_assets(flow),
+        flow_checks(flow),
+        [generation_job(flow), regeneration_job(flow), checks_job(flow)],
+        [generation_schedule(flow), checks_schedule(flow)],
+    )
+
+
 def build_definitions(flows: FlowSet, db: Path | None = None) -> dg.Definitions:
-    """Definitions of ``flows`` reading the store at ``db`` (default: ``DATAFLOW_EVENTS_DB``)."""
-    for error in flows.errors:
-        log.warning("flow refused: %s", error)
-    assets: list = [events_spec([str(e) for e in flows.errors])]
+    """Definitions of ``flows`` reading the store at ``db`` (default: ``DATAFLOW_EVENTS_DB``).
+
+    A flow that cannot be built is refused alone, like an invalid file: the code location and
+    the other flows still load."""
+    assets: list = []
     jobs, schedules, checks = [], [], []
+    errors = list(flows.errors)
     for flow in flows.flows:
-        assets.extend(flow_assets(flow))
-        checks.extend(flow_checks(flow))
-        jobs.extend([generation_job(flow), regeneration_job(flow), checks_job(flow)])
-        schedules.extend([generation_schedule(flow), checks_schedule(flow)])
+        try:
+            flow_assets_, flow_checks_, flow_jobs, flow_schedules = flow_definitions(flow)
+        except Exception as exc:  # one flow's failure must not stop the code location
+            path = flows.files.get(flow.name, Path(f"{flow.name}.yaml"))
+            errors.append(FlowError(path, "", f"cannot be built into Dagster definitions: {exc}"))
+            continue
+        assets.extend(flow_assets_)
+        checks.extend(flow_checks_)
+        jobs.extend(flow_jobs)
+        schedules.extend(flow_schedules)
+    for error in errors:
+        log.warning("flow refused: %s", error)
     return dg.Definitions(
-        assets=assets,
+        assets=[events_spec([str(e) for e in errors]), *assets],
         asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
