@@ -284,3 +284,32 @@ def test_parquet_parts_gather_row_groups_and_read_back_everywhere(tmp_path: Path
     assert pl.read_parquet(path).height == meta.num_rows
     row = duckdb.sql(f"SELECT count(*), count(DISTINCT event_id) FROM '{path}'").fetchall()[0]
     assert row == (meta.num_rows, len(data))
+
+
+#: Every year a timestamp can hold, in the four digits of ISO 8601 (glibc's ``%Y`` writes 999).
+EXTREME_TIMES = [
+    (dt.datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00Z"),
+    (dt.datetime(999, 1, 2, 3, 4, 5, 120000, tzinfo=UTC), "0999-01-02T03:04:05.120Z"),
+    (dt.datetime(1000, 1, 1, 0, 0, 0, 1, tzinfo=UTC), "1000-01-01T00:00:00.000001Z"),
+    (dt.datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC), "9999-12-30T23:59:59.999999Z"),
+    (dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), "9999-12-31T23:59:59Z"),
+]
+
+
+@pytest.mark.parametrize("rows", [1, formats_base.TINY_ROWS + 1])  # the Python and polars paths
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_timestamps_of_every_year_render_as_iso_8601(fmt: str, rows: int) -> None:
+    times = [EXTREME_TIMES[i % len(EXTREME_TIMES)] for i in range(rows)]
+    schema = pa.schema([("hit_time_utc", pa.timestamp("us", tz="UTC")), ("at", SCHEMA[0].type)])
+    batch = pa.RecordBatch.from_pylist(
+        [{"hit_time_utc": t, "at": t} for t, _ in times], schema=schema
+    )
+    if fmt == "csv":
+        text = bytes(render_csv(batch, True, ",")).decode()
+        got = [(r["hit_time_utc"], r["at"]) for r in csv.DictReader(io.StringIO(text))]
+    else:
+        text = bytes(render_ndjson(batch)).decode()
+        got = [(r["hit_time_utc"], r["at"]) for r in map(json.loads, text.splitlines())]
+    assert got == [(want, want) for _, want in times]
+    for value, _ in got:  # what a consumer's parser reads back
+        assert dt.datetime.fromisoformat(value.replace("Z", "+00:00")) in {t for t, _ in times}
