@@ -313,3 +313,48 @@ def test_timestamps_of_every_year_render_as_iso_8601(fmt: str, rows: int) -> Non
     assert got == [(want, want) for _, want in times]
     for value, _ in got:  # what a consumer's parser reads back
         assert dt.datetime.fromisoformat(value.replace("Z", "+00:00")) in {t for t, _ in times}
+
+
+def _open_files_under(folder: Path) -> int:
+    """Descriptors of this process open on files below ``folder``."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if Path(fd.readlink()).is_relative_to(folder):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_parquet_parts_hold_no_open_file_between_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of parts written at once (a regeneration over every quarter hour of a month)
+    keep no descriptor each: files are appended to a row group at a time and closed."""
+    from dataflow_assets.formats import parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 8)
+    schema = pa.schema([("event_id", pa.int64()), ("page", pa.string())])
+    parts = 3_000
+    with ThreadPoolExecutor(2) as pool:
+        writers = [
+            part_writer("parquet", tmp_path / f"part-{i}", schema, pool) for i in range(parts)
+        ]
+        for i, writer in enumerate(writers):
+            rows = [{"event_id": i * 100 + k, "page": f"p{k}"} for k in range(20)]
+            writer.write(pa.RecordBatch.from_pylist(rows, schema=schema))
+        for writer in writers:  # every part has written row groups to its file by now
+            cast_writer: Any = writer
+            if cast_writer.last is not None:
+                cast_writer.last.result()
+        assert _open_files_under(tmp_path) == 0
+        written = [writer.close() for writer in writers]
+    assert _open_files_under(tmp_path) == 0
+    for i in (0, parts // 2, parts - 1):
+        path = tmp_path / f"part-{i}"
+        assert pq.ParquetFile(path).metadata.num_row_groups == 3  # 8 + 8 + 4 rows
+        assert pq.read_table(path).column("event_id").to_pylist() == [
+            i * 100 + k for k in range(20)
+        ]
+        assert written[i].bytes == path.stat().st_size
