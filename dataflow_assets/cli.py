@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from dataflow_assets.consumer.commands import human_bytes as _human
 from dataflow_assets.flow import FlowError, default_flows_dir, flow_files, load_flows
+from dataflow_assets.logs import quiet_library_loggers
 from dataflow_assets.store.schema import default_db_path
 
 
@@ -359,6 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("DATAFLOW_LOG_LEVEL", "WARNING"),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    quiet_library_loggers()  # at DEBUG, botocore would print the AWS session token
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 
