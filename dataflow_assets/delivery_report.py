@@ -37,6 +37,10 @@ def manifest(flow: FlowSpec, result: GenerationResult) -> dict[str, Any]:
         "format": flow.format,
         "partitioning": flow.partitioning.value,
         "columns": result.columns,
+        # Each column's type in the store: a consumer reads CSV/NDJSON text by it.
+        "column_types": {
+            c: result.column_types[c] for c in result.columns if c in result.column_types
+        },
         "rows": result.rows,
         "files": [
             {

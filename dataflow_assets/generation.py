@@ -96,6 +96,9 @@ class GenerationResult:
     report_path: str | None = None
     #: A live run whose window another run delivered first: it wrote nothing.
     already_delivered: bool = False
+    #: The store's type of each column (``string``, ``integer``, ``decimal``, ``boolean``,
+    #: ``timestamp``): consumers read CSV/NDJSON text by them instead of guessing.
+    column_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -121,6 +124,7 @@ class GenerationResult:
             "columns": self.columns,
             "report_path": self.report_path,
             "already_delivered": self.already_delivered,
+            "column_types": self.column_types,
         }
 
     @classmethod
@@ -133,6 +137,7 @@ class GenerationResult:
             list(data["columns"]),
             data.get("report_path"),
             data.get("already_delivered", False),
+            dict(data.get("column_types", {})),
         )
 
 
@@ -348,6 +353,11 @@ def run_generation(
     try:
         staged = stage_window(db, generation.query(flow), workdir / "stage")
         files = write_files(flow, generation, staged, destination, workdir, progress)
-        return GenerationResult(generation, files, [name for name, _ in staged.columns])
+        return GenerationResult(
+            generation,
+            files,
+            [name for name, _ in staged.columns],
+            column_types={name: kind.value for name, kind in staged.columns},
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
