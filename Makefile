@@ -30,11 +30,14 @@ lint: install ## ruff (lint + format check) and mypy
 	@$(UV) run ruff format --check .
 	@$(UV) run mypy
 
-test-servers: ## make sure the test servers can run here (sshd for sFTP; moto and pyftpdlib come with uv)
-	@if ! [ -x /usr/sbin/sshd ]; then \
+test-servers: ## make sure the test servers can run here (sshd for sFTP, PostgreSQL; moto and pyftpdlib come with uv)
+	@missing=""; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; \
-		else echo "sFTP tests need OpenSSH's sshd (Debian: apt-get install openssh-server)"; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "the tests need:$$missing (Debian: apt-get install$$missing)"; fi; \
 	fi
 
 test: install test-servers lint ## lint, type-check, then every test (the fixtures start the servers)

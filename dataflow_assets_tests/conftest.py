@@ -14,6 +14,8 @@ from dataflow_assets_tests.server_fixtures import (  # noqa: F401 - fixtures for
     ftps_server,
     moto,
     moto_server,
+    pg_database,
+    postgres,
     sshd,
 )
 from dataflow_assets_tests.support import Harness, make_harness

@@ -13,9 +13,11 @@ from dataflow_assets.destinations.retry import RetryPolicy
 from dataflow_assets_tests.servers import (
     FtpServer,
     MotoServer,
+    PostgresServer,
     SshdServer,
     run_ftpd,
     run_moto,
+    run_postgres,
     run_sshd,
     serving,
     use_s3,
@@ -61,3 +63,17 @@ def ftps_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]
 @pytest.fixture(scope="session")
 def ftp_plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     yield from _ftpd(tmp_path_factory, tls=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole test session."""
+    yield from serving(run_postgres(), "postgres")
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped after the test."""
+    name = postgres.create_database()
+    yield name
+    postgres.drop_database(name)

@@ -1,5 +1,5 @@
-"""Real servers on 127.0.0.1 for tests: OpenSSH's sshd, moto's S3, pyftpdlib's FTP(S), and a
-TCP proxy that drops connections on demand.
+"""Real servers on 127.0.0.1 for tests: OpenSSH's sshd, moto's S3, pyftpdlib's FTP(S),
+PostgreSQL, and a TCP proxy that drops connections on demand.
 
 Each ``run_*`` is a context manager that starts a server, yields a frozen dataclass describing
 it (documented field by field) and stops it. They raise ``ServerUnavailable`` when the machine
@@ -8,7 +8,10 @@ cannot run that server; pytest fixtures turn that into a skip, or a failure when
 
 What the machine needs: ``/usr/sbin/sshd`` and ``ssh-keygen`` (Debian ``openssh-server``), and
 root for sshd (``run_sshd`` creates the system user ``dataflow-sftp`` with ``useradd`` and sets
-its password with ``chpasswd``, idempotently). moto and pyftpdlib are Python dev dependencies.
+its password with ``chpasswd``, idempotently). PostgreSQL: Debian's ``postgresql`` package
+(``initdb`` and ``pg_ctl`` under ``/usr/lib/postgresql/<version>/bin``); postgres refuses to run
+as root, so as root ``run_postgres`` creates the system user ``pgtest`` and runs the server as it.
+moto and pyftpdlib are Python dev dependencies.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -833,3 +837,191 @@ def ftp_serving(server: Any, name: str) -> Iterator[int]:
         serving.clear()
         thread.join(timeout=5)
         server.close_all()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+#: The system user the test PostgreSQL runs as when the tests run as root (postgres refuses root).
+PG_OS_USER = "pgtest"
+#: The server's superuser and its password (password authentication over TCP, as in production).
+PG_USER = "postgres"
+PG_PASSWORD = "Dataflow-pg-Pw-4b1e"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A PostgreSQL server on 127.0.0.1, its own cluster in a temporary folder.
+
+    Fields:
+        host, port: where it listens (TCP only, password authentication: scram-sha-256).
+        user, password: the superuser (``PG_USER``).
+        version: the server's major version (e.g. ``"15"``).
+        data_dir: the cluster's folder (owned by the server's OS user).
+        log_path: the server's log, for debugging.
+        started_in: seconds from ``initdb`` to a server accepting connections.
+    """
+
+    host: str
+    port: int
+    user: str
+    password: str
+    version: str
+    data_dir: Path
+    log_path: Path
+    started_in: float
+
+    def url(self, database: str = "postgres") -> str:
+        """A libpq URL for ``database`` (``postgresql://user:password@host:port/database``)."""
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres") -> Any:
+        """An independent psycopg2 connection (autocommit) to ``database``: for setup and for
+        reading back what the code under test wrote."""
+        import psycopg2
+
+        conn = psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database,
+            connect_timeout=10,
+        )
+        conn.autocommit = True
+        return conn
+
+    def create_database(self, prefix: str = "t") -> str:
+        """Create a fresh, empty database with a unique name and return the name."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop ``name``, disconnecting whoever is still connected to it."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            conn.close()
+
+
+def postgres_bindir() -> Path:
+    """The newest installed PostgreSQL's binaries (Debian keeps them off PATH, per version)."""
+    found = sorted(
+        (p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")),
+        key=lambda d: [int(x) if x.isdigit() else 0 for x in d.parent.name.split(".")],
+    )
+    if found:
+        return found[-1]
+    pg_ctl = shutil.which("pg_ctl")
+    if pg_ctl is not None:
+        return Path(pg_ctl).resolve().parent
+    raise ServerUnavailable("no PostgreSQL binaries (Debian: apt-get install postgresql)")
+
+
+def _ensure_pg_user() -> pwd.struct_passwd:
+    """The unprivileged OS user to run postgres as, created on first use (needs root)."""
+    try:
+        return pwd.getpwnam(PG_OS_USER)
+    except KeyError:
+        pass
+    # Exit 9: another test session created it meanwhile.
+    result = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", PG_OS_USER],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if result.returncode not in (0, 9):
+        raise ServerUnavailable(f"useradd {PG_OS_USER} failed: {result.stderr.strip()}")
+    return pwd.getpwnam(PG_OS_USER)
+
+
+@contextlib.contextmanager
+def run_postgres() -> Iterator[PostgresServer]:
+    """``initdb`` a fresh cluster and ``pg_ctl start`` it on a free port of 127.0.0.1.
+
+    The cluster lives in a fresh directory under the system temp dir (the server's OS user must
+    reach it; pytest's temp dirs are private to root) and is removed on exit, after
+    ``pg_ctl stop``. Durability is off (``fsync``, ``synchronous_commit``,
+    ``full_page_writes``): a test cluster never survives a crash, and it makes commits cheap.
+    Visibility and locking, what the tests are about, are unchanged.
+    """
+    bindir = postgres_bindir()
+    version = bindir.parent.name
+    account = _ensure_pg_user() if os.geteuid() == 0 else None
+    as_user: dict[str, Any] = (
+        {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+        if account is not None
+        else {}
+    )
+    started = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="dataflow-postgres-"))
+    try:
+        base.chmod(0o755)
+        data_dir, socket_dir = base / "data", base / "run"
+        pwfile, log_path = base / "pwfile", base / "postgres.log"
+        pwfile.write_text(PG_PASSWORD + "\n")
+        log_path.touch()
+        socket_dir.mkdir()
+        if account is not None:
+            for path in (base, socket_dir, pwfile, log_path):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        initdb = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data_dir), "-U", PG_USER, f"--pwfile={pwfile}",
+             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
+             "--locale=C.UTF-8", "--no-sync", "--no-instructions"],
+            capture_output=True, text=True, cwd=base, **as_user,
+        )  # fmt: skip
+        if initdb.returncode != 0:
+            raise ServerUnavailable(f"initdb failed: {(initdb.stdout + initdb.stderr)[-2000:]}")
+        pg_ctl = str(bindir / "pg_ctl")
+        port = 0
+        for _ in range(3):  # the free port can be taken between probe and bind: try another
+            port = free_port()
+            options = (
+                f"-p {port} -k {socket_dir} -c listen_addresses={LOCALHOST} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            )
+            start = subprocess.run(
+                [pg_ctl, "-D", str(data_dir), "-l", str(log_path), "-o", options, "-w",
+                 "-t", "60", "start"],
+                capture_output=True, text=True, cwd=base, **as_user,
+            )  # fmt: skip
+            if start.returncode == 0:
+                break
+        else:
+            raise ServerUnavailable(f"postgres did not start: {log_path.read_text()[-2000:]}")
+        try:
+            wait_for_port(port)
+            yield PostgresServer(
+                host=LOCALHOST,
+                port=port,
+                user=PG_USER,
+                password=PG_PASSWORD,
+                version=version,
+                data_dir=data_dir,
+                log_path=log_path,
+                started_in=time.monotonic() - started,
+            )
+        finally:
+            stop = subprocess.run(
+                [pg_ctl, "-D", str(data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
+                capture_output=True, text=True, cwd=base, **as_user,
+            )  # fmt: skip
+            if stop.returncode != 0:
+                _kill_postmaster(data_dir)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _kill_postmaster(data_dir: Path) -> None:
+    """Last resort when ``pg_ctl stop`` failed: SIGKILL the postmaster named in its pid file."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, 9)

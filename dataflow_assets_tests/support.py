@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -89,9 +90,13 @@ class Harness:
         return export_flow(defs, self.instance, flow, self.db)
 
 
-def make_harness(tmp_path: Path) -> Harness:
+def make_harness(tmp_path: Path, dagster_yaml: Path | None = None) -> Harness:
+    """A harness in ``tmp_path``; ``dagster_yaml`` (e.g. the PostgreSQL instance of deploy/)
+    becomes its instance's settings (default: Dagster's defaults, SQLite in the home)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
+    if dagster_yaml is not None:
+        shutil.copyfile(dagster_yaml, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["DATAFLOW_STAGING_DIR"] = str(tmp_path / "staging")
     # Anything that falls back to the default store must find this one, never ./data.

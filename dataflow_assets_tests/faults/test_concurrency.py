@@ -20,7 +20,7 @@ from dataflow_assets_tests.faults.workload import run_scenario
 pytestmark = pytest.mark.timeout(400)
 
 SECONDS = 60
-#: The bound stated in docs/guarantees.md: the longest an ingest may wait for the store's write
+#: The bound stated in docs/generations.md: the longest an ingest may wait for the store's write
 #: lock while exports run. Measured on 2 cores: see the guarantees page.
 INGEST_BOUND_S = 5.0
 

@@ -1,4 +1,4 @@
-"""CSV formula injection policy (docs/guarantees.md): data is exported exactly as collected,
+"""CSV formula injection policy (docs/generations.md): data is exported exactly as collected,
 never altered. Values that a spreadsheet would run as formulas (leading ``=``, ``+``, ``-``,
 ``@``, tab, carriage return) reach CSV, NDJSON and Parquet files unchanged: no quote prefix, no
 escaping beyond RFC 4180 quoting. These files feed warehouses, not spreadsheets."""

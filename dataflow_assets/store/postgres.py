@@ -1,0 +1,458 @@
+"""The PostgreSQL event store: the same tables and types as the DuckDB store, for deployments
+that outgrow one file (issue 13). Nothing calls it yet; the store interface will choose it.
+
+Tables (as in ``store.schema``):
+- ``events``: one row per event; ``ingest_seq`` (primary key) is the insertion sequence
+  1, 2, ... in commit order, one typed column per property; a property first seen in a later
+  append becomes a new column.
+- ``properties``: the type registry, key -> (type, ``first_seen_seq``: the first sequence of
+  the append that brought the key, as the DuckDB store's ingest records it per load).
+- ``loads``: one row per append (audit): source, rows, rejected, first and last sequence.
+- ``store_identity``: one row, the store's identity (a UUID), made with the store.
+- ``store_sequence``: one row, the last insertion sequence handed out.
+
+Appends are serialized on one advisory transaction lock (``pg_advisory_xact_lock``), taken
+before the sequence is read and held until commit. So sequence values become visible in commit
+order: a reader that sees ``max_seq() = n`` sees every row up to ``n``, never a later row
+before an earlier one still in flight (with a free-running SQL sequence, transaction A takes 1,
+B takes 2, B commits first, and an exporter that saw max = 2 has skipped 1 for good).
+Readers take no lock: MVCC lets a window read and an append run at the same time without
+waiting on each other. The last sequence handed out is kept in ``store_sequence`` (one row,
+updated under the lock in the append's transaction), so an append never reads ``events`` and
+holds no lock on it before its rows go in. A new property's column is added in a short
+transaction of its own before then (a column needs a moment's exclusive lock on ``events``,
+retried with a short ``lock_timeout`` so readers queue behind it for a second at most); a new
+property first met after an append already wrote rows is added inside that append's
+transaction instead, and readers of ``events`` then wait for its commit.
+
+Rows go in through ADBC's bulk ingest (COPY) and windows come out as Arrow record batches, with
+the Arrow types of ``PropertyType.arrow``, the DuckDB store's.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as adbc
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataflow_assets.store.schema import REQUIRED, PropertyType, quote
+from dataflow_assets.store.window import WindowQuery
+
+#: The advisory lock key every append (and the schema's creation) takes: "dataflow" in ASCII.
+APPEND_LOCK = 0x64617461666C6F77
+#: How long adding a column waits for the table's lock per try, and over all tries (seconds).
+DDL_LOCK_TIMEOUT = 1.0
+DDL_DEADLINE = 60.0
+#: Connections a store keeps open between uses.
+IDLE_CONNECTIONS = 4
+#: PostgreSQL truncates longer identifiers (NAMEDATALEN - 1 bytes): two long keys would meet.
+MAX_KEY_BYTES = 63
+SEQ = "ingest_seq"
+
+_SQL = {
+    PropertyType.STRING: "TEXT",
+    PropertyType.INTEGER: "BIGINT",
+    PropertyType.DECIMAL: "DOUBLE PRECISION",
+    PropertyType.BOOLEAN: "BOOLEAN",
+    PropertyType.TIMESTAMP: "TIMESTAMPTZ",
+}
+
+#: How PostgreSQL names each column type (``regtype``), to recognise a column left behind.
+_REGTYPE = {
+    PropertyType.STRING: "text",
+    PropertyType.INTEGER: "bigint",
+    PropertyType.DECIMAL: "double precision",
+    PropertyType.BOOLEAN: "boolean",
+    PropertyType.TIMESTAMP: "timestamp with time zone",
+}
+
+
+def column_statements(cursor: Any, columns: Mapping[str, PropertyType]) -> list[str]:
+    """The DDL that gives ``events`` these columns for properties not yet registered.
+
+    A column can exist without a registry row: its append added it, then rolled back. It holds
+    only nulls then (no committed row has the unregistered property), so one of another type
+    is dropped and made again."""
+    cursor.execute(
+        "SELECT attname, atttypid::regtype::text FROM pg_attribute "
+        "WHERE attrelid = 'events'::regclass AND attnum > 0 AND NOT attisdropped"
+    )
+    existing = dict(cursor.fetchall())
+    statements = []
+    for key, kind in columns.items():
+        if existing.get(key) == _REGTYPE[kind]:
+            continue
+        if key in existing:
+            statements.append(f"ALTER TABLE events DROP COLUMN {quote(key)}")
+        statements.append(f"ALTER TABLE events ADD COLUMN {quote(key)} {_SQL[kind]}")
+    return statements
+
+
+SCHEMA_STATEMENTS = (
+    f"""CREATE TABLE IF NOT EXISTS events (
+        {SEQ} BIGINT PRIMARY KEY,
+        hit_time_utc TIMESTAMPTZ NOT NULL,
+        event_id BIGINT NOT NULL,
+        site_id BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS properties (
+        key TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        first_seen_seq BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS loads (
+        source TEXT NOT NULL,
+        rows BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        first_seq BIGINT,
+        last_seq BIGINT,
+        loaded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )""",
+    "CREATE TABLE IF NOT EXISTS store_identity (id TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS store_sequence (last_seq BIGINT NOT NULL)",
+    """INSERT INTO store_sequence SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM store_sequence)""",
+    """INSERT INTO store_identity SELECT gen_random_uuid()::TEXT
+        WHERE NOT EXISTS (SELECT 1 FROM store_identity)""",
+    """INSERT INTO properties VALUES
+        ('hit_time_utc', 'timestamp', 0), ('event_id', 'integer', 0), ('site_id', 'integer', 0)
+        ON CONFLICT (key) DO NOTHING""",
+)
+
+
+class PostgresStoreError(Exception):
+    """The PostgreSQL store refused an operation (bad input, unreachable server); the message
+    names what and where, never the password."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (for messages and logs)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What one append committed: ``rows`` events with sequences ``first_seq..last_seq``
+    (both 0 when nothing was appended)."""
+
+    rows: int
+    first_seq: int
+    last_seq: int
+
+
+class Append:
+    """One append transaction, holding the append lock (see ``PostgresStore.appending``)."""
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        cursor: Any,
+        types: dict[str, tuple[PropertyType, int]],
+        last_seq: int,
+    ) -> None:
+        self._store = store
+        self._cursor = cursor
+        self.types = types
+        self.first_seq = last_seq + 1
+        self.last_seq = last_seq
+
+    @property
+    def rows(self) -> int:
+        return self.last_seq - self.first_seq + 1
+
+    def add(self, table: pa.Table, new_properties: Mapping[str, PropertyType]) -> None:
+        """Append ``table``'s rows with the next sequences, in its row order.
+
+        ``table`` holds property columns only (no ``ingest_seq``), each of its property's Arrow
+        type; ``new_properties`` are the keys it introduces (registered now, as new columns,
+        seen from the append's first sequence). Raises ``PostgresStoreError`` naming
+        the column on an unknown key, a type other than the registry's, or a missing required
+        property; the transaction then writes nothing.
+        """
+        if table.num_rows == 0:
+            return
+        self._check(table, new_properties)
+        first = self.last_seq + 1
+        new = {k: v for k, v in new_properties.items() if k not in self.types}
+        if new and not self.rows:
+            # Nothing of this transaction touched `events` yet: add the columns outside it.
+            self._store.add_columns(new)
+        elif new:
+            # This transaction already wrote rows: its own lock on `events` would make a
+            # second transaction wait for it, so the columns come in this one.
+            for statement in column_statements(self._cursor, new):
+                self._execute(statement)
+        for key, kind in new.items():
+            # Seen from the append's first sequence, as the DuckDB store's ingest records a
+            # load's new keys: the same window then has the same columns in both stores.
+            self._execute(
+                "INSERT INTO properties (key, type, first_seen_seq) VALUES ($1, $2, $3)",
+                (key, kind.value, self.first_seq),
+            )
+            self.types[key] = (kind, self.first_seq)
+        seqs = pa.array(range(first, first + table.num_rows), pa.int64())
+        self._cursor.adbc_ingest("events", table.append_column(SEQ, seqs), mode="append")
+        self.last_seq = first + table.num_rows - 1
+        self._execute("UPDATE store_sequence SET last_seq = $1", (self.last_seq,))
+
+    def _check(self, table: pa.Table, new_properties: Mapping[str, PropertyType]) -> None:
+        for key in (*table.column_names, *new_properties):
+            if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+                raise PostgresStoreError(
+                    f"property {key[:40]!r}...: longer than PostgreSQL's {MAX_KEY_BYTES}-byte "
+                    "column names"
+                )
+        if SEQ in table.column_names:
+            raise PostgresStoreError(f"column {SEQ}: the store assigns the insertion sequence")
+        for key in REQUIRED:
+            if key not in table.column_names or table.column(key).null_count:
+                raise PostgresStoreError(f"property {key}: required in every row")
+        for key, kind in new_properties.items():
+            known = self.types.get(key)
+            if known is not None and known[0] != kind:
+                raise PostgresStoreError(
+                    f"property {key}: already registered as {known[0].value}, not {kind.value}"
+                )
+        for field in table.schema:
+            known = self.types.get(field.name)
+            declared = known[0] if known is not None else new_properties.get(field.name)
+            if declared is None:
+                raise PostgresStoreError(
+                    f"property {field.name}: not registered and not among the new properties"
+                )
+            if field.type != declared.arrow:
+                raise PostgresStoreError(
+                    f"property {field.name}: Arrow type {field.type}, the store's "
+                    f"{declared.value} column takes {declared.arrow}"
+                )
+            # PostgreSQL text cannot hold U+0000 (DuckDB's can): refuse it by name rather than
+            # fail inside COPY.
+            if (
+                declared is PropertyType.STRING
+                and pc.any(pc.match_substring(table.column(field.name), "\x00")).as_py()
+            ):
+                raise PostgresStoreError(
+                    f"property {field.name}: holds a NUL character (U+0000), which PostgreSQL "
+                    "text cannot store"
+                )
+
+    def _execute(self, sql: str, parameters: tuple[Any, ...] | None = None) -> None:
+        self._cursor.execute(sql, parameters=parameters)
+
+
+class PostgresStore:
+    """The event store in the PostgreSQL database at ``url`` (a libpq URL,
+    ``postgresql://user:password@host:port/database``). Creates its tables on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._ready = False
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.url)!r})"
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the idle connections (the store stays usable: it connects again)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for con in idle:
+            con.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A connection of the store's own, reused: an ADBC connection loads PostgreSQL's type
+        catalog when it opens (~0.1 s), too slow for every ``max_seq``. One is handed back only
+        when its work ended cleanly, rolled back so it holds no snapshot and no lock."""
+        with self._lock:
+            con = self._idle.pop() if self._idle else None
+        if con is None:
+            try:
+                con = adbc.connect(self.url)
+            except adbc.Error as exc:
+                raise PostgresStoreError(f"event store {redact(self.url)}: {exc}") from None
+        clean = False
+        try:
+            if not self._ready:
+                self._create(con)
+            yield con
+            con.rollback()
+            clean = True
+        finally:
+            with self._lock:
+                keep = clean and len(self._idle) < IDLE_CONNECTIONS
+                if keep:
+                    self._idle.append(con)
+            if not keep:
+                con.close()
+
+    def _create(self, con: Any) -> None:
+        """The tables, once per store object: under the append lock, so two processes creating
+        the same new store do not race on PostgreSQL's catalogs, but only when they are missing
+        (a reader of an existing store must not wait for an append in flight)."""
+        with con.cursor() as cur:
+            # The schema is made in one transaction: its last table exists once all do.
+            cur.execute("SELECT to_regclass('store_sequence') IS NOT NULL")
+            if cur.fetchone()[0]:
+                con.rollback()
+                self._ready = True
+                return
+            cur.execute(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
+            for statement in SCHEMA_STATEMENTS:
+                cur.execute(statement)
+        con.commit()
+        self._ready = True
+
+    def add_columns(self, columns: Mapping[str, PropertyType]) -> None:
+        """Give ``events`` these columns for properties not yet registered (see
+        ``column_statements``), in a transaction of their own.
+
+        The exclusive lock a column needs waits behind running reads, and new reads queue
+        behind it: each try gives up after ``DDL_LOCK_TIMEOUT`` so no reader waits longer, and
+        tries again until ``DDL_DEADLINE``."""
+        deadline = time.monotonic() + DDL_DEADLINE
+        delay = 0.05
+        with self._connection() as con, con.cursor() as cur:
+            while True:
+                try:
+                    cur.execute(f"SET lock_timeout = '{int(DDL_LOCK_TIMEOUT * 1000)}ms'")
+                    for statement in column_statements(cur, columns):
+                        cur.execute(statement)
+                    con.commit()
+                    return
+                except adbc.Error as exc:
+                    con.rollback()
+                    # 55P03 lock_not_available: a read still holds the table; try again.
+                    timed_out = getattr(exc, "sqlstate", None) == "55P03" or (
+                        "lock timeout" in str(exc)
+                    )
+                    if not timed_out or time.monotonic() > deadline:
+                        raise PostgresStoreError(
+                            f"event store {redact(self.url)}: adding columns "
+                            f"{', '.join(columns)}: {exc}"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+
+    def _scalar(self, sql: str) -> Any:
+        with self._connection() as con, con.cursor() as cur:
+            cur.execute(sql)
+            row = cur.fetchone()
+        return row[0] if row else None
+
+    def store_id(self) -> str:
+        """The store's identity (a UUID), the same for every connection, for ever."""
+        return str(self._scalar("SELECT min(id) FROM store_identity"))
+
+    def max_seq(self) -> int:
+        """The highest committed insertion sequence (0 for an empty store); every row up to it
+        is committed and visible."""
+        return int(self._scalar(f"SELECT coalesce(max({SEQ}), 0) FROM events"))
+
+    def property_types(self) -> dict[str, tuple[PropertyType, int]]:
+        """Known properties: key -> (type, first_seen_seq)."""
+        with self._connection() as con, con.cursor() as cur:
+            cur.execute("SELECT key, type, first_seen_seq FROM properties")
+            rows = cur.fetchall()
+        return {key: (PropertyType(kind), int(seq)) for key, kind, seq in rows}
+
+    @contextmanager
+    def appending(self, source: str = "", rejected: int = 0) -> Iterator[Append]:
+        """One append transaction: ``add`` batches to it (a file's batches, say); they commit
+        together, with one ``loads`` row, when the block ends, or not at all if it raises.
+
+        The append lock is held from the start: other appends wait, readers do not.
+        """
+        with self._connection() as con:
+            try:
+                with con.cursor() as cur:
+                    cur.execute(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
+                    # Read after the lock: the previous append has committed, so this is its
+                    # last sequence (and no lock on `events` is taken yet).
+                    cur.execute("SELECT last_seq FROM store_sequence")
+                    last = int(cur.fetchone()[0])
+                    cur.execute("SELECT key, type, first_seen_seq FROM properties")
+                    types = {k: (PropertyType(t), int(s)) for k, t, s in cur.fetchall()}
+                    append = Append(self, cur, types, last)
+                    yield append
+                    if append.rows or rejected:
+                        cur.execute(
+                            "INSERT INTO loads (source, rows, rejected, first_seq, last_seq) "
+                            "VALUES ($1, $2, $3, $4, $5)",
+                            parameters=(
+                                source,
+                                append.rows,
+                                rejected,
+                                append.first_seq if append.rows else None,
+                                append.last_seq if append.rows else None,
+                            ),
+                        )
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+
+    def append(
+        self,
+        table: pa.Table,
+        new_properties: Mapping[str, PropertyType],
+        source: str = "",
+        rejected: int = 0,
+    ) -> Appended:
+        """Append ``table`` in one transaction (see ``Append.add`` for what it must hold)."""
+        with self.appending(source, rejected) as append:
+            append.add(table, new_properties)
+        if not append.rows:
+            return Appended(0, 0, 0)
+        return Appended(append.rows, append.first_seq, append.last_seq)
+
+    def read_window(
+        self, query: WindowQuery, columns: list[tuple[str, PropertyType]]
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``(query.from_seq, query.to_seq]`` that pass the query's filters, in
+        insertion order, as record batches of ``columns`` (of their ``PropertyType.arrow``
+        types) and ``ingest_seq``. One statement, so one consistent snapshot; it takes no lock.
+        """
+        schema = pa.schema([(name, kind.arrow) for name, kind in columns] + [(SEQ, pa.int64())])
+        select = ", ".join(quote(name) for name in schema.names)
+        where, params = _where(query, self.property_types())
+        sql = f"SELECT {select} FROM events WHERE {where} ORDER BY {SEQ}"
+        with self._connection() as con, con.cursor() as cur:
+            cur.execute(sql, parameters=params)
+            for batch in cur.fetch_record_batch():
+                if batch.num_rows:
+                    yield batch.cast(schema)
+
+
+def _where(
+    query: WindowQuery, types: Mapping[str, tuple[PropertyType, int]]
+) -> tuple[str, tuple[Any, ...]]:
+    """The window's filters, as ``store.window``'s DuckDB query has them, with ``$n``
+    parameters."""
+    clauses = [f"{SEQ} > $1 AND {SEQ} <= $2"]
+    params: list[Any] = [query.from_seq, query.to_seq]
+    if query.sites is not None:
+        clauses.append(f"site_id IN ({', '.join(str(int(s)) for s in query.sites)})")
+    if query.privacy_filter and "visitor_privacy_consent" in types:
+        clauses.append("visitor_privacy_consent IS DISTINCT FROM false")
+    if query.min_time is not None:
+        params.append(query.min_time)
+        clauses.append(f"hit_time_utc >= ${len(params)}")
+    if query.max_time is not None:
+        params.append(query.max_time)
+        clauses.append(f"hit_time_utc < ${len(params)}")
+    return " AND ".join(clauses), tuple(params)
