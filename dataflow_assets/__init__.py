@@ -1,0 +1,7 @@
+"""Data Flow on Dagster: raw analytics event exports."""
+
+from dataflow_assets.logs import quiet_library_loggers
+
+# On import, so the CLI, the code location and every run process are covered, however they
+# configure logging afterwards (a library that sets its own logger's level later is not).
+quiet_library_loggers()

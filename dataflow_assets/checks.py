@@ -46,6 +46,8 @@ class Completeness:
     store_rows: dict[str, int] = field(default_factory=dict)
     missing_files: list[str] = field(default_factory=list)
     wrong_size: list[str] = field(default_factory=list)
+    #: reported manifests that cannot be read as JSON objects (damaged on the destination)
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def mismatched(self) -> list[tuple[str, int, int]]:
@@ -58,18 +60,30 @@ class Completeness:
 
     @property
     def passed(self) -> bool:
-        return not (self.mismatched or self.missing_files or self.wrong_size)
+        return not (self.mismatched or self.missing_files or self.wrong_size or self.unreadable)
 
 
-def live_manifests(flow: FlowSpec, destination: Destination) -> tuple[list[dict], dict[str, int]]:
-    """The live manifests of ``flow`` that have their report, and the sizes of what is there."""
+def live_manifests(
+    flow: FlowSpec, destination: Destination, unreadable: list[str] | None = None
+) -> tuple[list[dict], dict[str, int]]:
+    """The live manifests of ``flow`` that have their report, and the sizes of what is there.
+    A manifest that is not a JSON object is skipped and its path added to ``unreadable``: one
+    damaged file makes the check fail and say where, it does not stop it."""
     prefix = layout.reports_prefix(destination.layout, flow.folder, flow.name)
     listing = {f.path: f.size for f in destination.list(prefix)}
     manifests = []
     for path in sorted(listing):
         if not path.endswith("_delivery.report"):
             continue
-        manifest = json.loads(destination.read_bytes(layout.manifest_path(path)))
+        manifest_path = layout.manifest_path(path)
+        try:
+            manifest = json.loads(destination.read_bytes(manifest_path))
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            if unreadable is not None:
+                unreadable.append(manifest_path)
+            continue
         if manifest.get("kind") == "live" and manifest.get("flow") == flow.name:
             manifests.append(manifest)
     return manifests, listing
@@ -79,21 +93,33 @@ def completeness(
     flow: FlowSpec, store: EventStore, destination: Destination, watermark: int
 ) -> Completeness:
     result = Completeness(watermark)
-    manifests, listing = live_manifests(flow, destination)
+    manifests, listing = live_manifests(flow, destination, result.unreadable)
+    readable: list[dict] = []
     for manifest in manifests:
-        # A report on the destination whose run did not record it yet is above the watermark.
-        if manifest["window"]["to"] > watermark:
+        try:
+            # A report on the destination whose run did not record it yet is above the
+            # watermark.
+            if manifest["window"]["to"] > watermark:
+                continue
+            files = [
+                (f["path"], f["partition"], int(f["rows"]), f["bytes"]) for f in manifest["files"]
+            ]
+            int(manifest["window"]["from"])  # _segments orders the chain by it
+        except (KeyError, TypeError, ValueError):  # a manifest without what SPEC 5 promises
+            result.unreadable.append(str(manifest.get("generation_id", "a manifest")))
             continue
         result.reports += 1
-        for f in manifest["files"]:
-            result.delivered_rows[f["partition"]] += f["rows"]
-            if f["path"] not in listing:
-                result.missing_files.append(f["path"])
-            elif listing[f["path"]] != f["bytes"]:
-                result.wrong_size.append(f["path"])
+        readable.append(manifest)
+        for path, partition, rows, size in files:
+            result.delivered_rows[partition] += rows
+            if path not in listing:
+                result.missing_files.append(path)
+            elif listing[path] != size:
+                result.wrong_size.append(path)
     now = dt.datetime.now(dt.UTC)
     result.store_rows = {}
-    for start_seq, end_seq, made_with in _segments(flow, manifests, watermark):
+    # Each delivered window is compared with the content settings it was made with.
+    for start_seq, end_seq, made_with in _segments(flow, readable, watermark):
         query = Generation(made_with.name, "live", start_seq, end_seq, now).query(made_with)
         for start, n in rows_by_partition(store.path, query).items():
             key = partition_key(start, made_with.partitioning)
@@ -175,6 +201,10 @@ def flow_checks(flow: FlowSpec) -> list[dg.AssetChecksDefinition]:
         }
         if mismatched:
             metadata["mismatches"] = _table(mismatched)
+        if result.unreadable:
+            metadata["unreadable_manifests"] = dg.MetadataValue.md(
+                "\n".join(f"- `{p}`" for p in result.unreadable[:MAX_LISTED])
+            )
         problems = result.missing_files + result.wrong_size
         if problems:
             metadata["damaged"] = dg.MetadataValue.md(

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from dataflow_assets.logs import quiet_library_loggers
 from dataflow_assets.store.schema import default_db_path
 
 if TYPE_CHECKING:
+    from dataflow_assets.flow import FlowError
     from dataflow_assets.generation import GenerationResult
 
 # `dataflow ingest` must not pay for importing Dagster (~1-4 s of CPU): what needs it is
@@ -54,48 +56,43 @@ def flow_files(folder: Path) -> Any:
     return files(folder)
 
 
-def load_flow_file(path: Path) -> Any:
-    from dataflow_assets.flow import load_flow_file as load
-
-    return load(path)
-
-
-def load_flows() -> Any:
+def load_flows(*args: Any, **kwargs: Any) -> Any:
     from dataflow_assets.flow import load_flows as load
 
-    return load()
+    return load(*args, **kwargs)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """A verdict per file, judged as loading judges it (one file's content never stops the
+    others; a name that clashes with an earlier file's flow is refused as loading refuses it)."""
     paths = [Path(p) for p in args.files] or flow_files(default_flows_dir())
     if not paths:
         print(f"no flow files in {default_flows_dir()}")
         return 1
+    from dataflow_assets.flow import LocalDestination
+
+    paths = list(dict.fromkeys(paths))  # a file named twice gets one verdict
+    flows = load_flows(paths=paths)
+    errors: dict[Path, list[FlowError]] = {}
+    for error in flows.errors:
+        errors.setdefault(error.path, []).append(error)
+    by_file = {path: flow for flow in flows.flows for path in [flows.files[flow.name]]}
     invalid = 0
-    names: dict[str, Path] = {}
     for path in paths:
-        loaded = load_flow_file(path)
-        if isinstance(loaded, list):
+        flow = by_file.get(path)
+        if path in errors or flow is None:
             invalid += 1
             print(f"INVALID {path}")
-            for error in loaded:
+            for error in errors.get(path, []):
                 print(f"  {error}")
-        elif loaded.name in names:
-            invalid += 1
-            print(
-                f"INVALID {path}\n  {path}: name: {loaded.name!r} already defined in {names[loaded.name]}"
-            )
         else:
-            names[loaded.name] = path
             print(
-                f"ok      {path}  ({loaded.name}: {loaded.format}, {loaded.partitioning.value}, "
-                f"every {loaded.frequency_minutes} min, {loaded.destination.type})"
+                f"ok      {path}  ({flow.name}: {flow.format}, {flow.partitioning.value}, "
+                f"every {flow.frequency_minutes} min, {flow.destination.type})"
             )
-            from dataflow_assets.flow import LocalDestination
-
-            if isinstance(loaded.destination, LocalDestination):
+            if isinstance(flow.destination, LocalDestination):
                 # A relative path is the flow file's folder's: say where files will land.
-                print(f"          delivers into {loaded.destination.path}")
+                print(f"          delivers into {flow.destination.path}")
     print(f"{len(paths) - invalid} valid, {invalid} invalid")
     return 1 if invalid else 0
 
@@ -214,6 +211,13 @@ def cmd_export(args: argparse.Namespace) -> int:
                     Path(args.db),
                     adopt=getattr(args, "adopt_destination", False),
                 )
+        except Exception as exc:  # one flow's failure (its planning, its lock) never stops another
+            logging.getLogger("dataflow.export").debug(
+                "export of %s failed", flow.name, exc_info=True
+            )
+            failures += 1
+            print(f"{flow.name}: FAILED before its run: {type(exc).__name__}: {exc}")
+            continue
         finally:
             bars.close()
         took = time.monotonic() - started
@@ -587,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("DATAFLOW_LOG_LEVEL", "WARNING"),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    quiet_library_loggers()  # at DEBUG, botocore would print the AWS session token
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _ingest_parser() if argv[:1] == ["ingest"] else build_parser()
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ from dataflow_assets.alerts.config import AlertConfigError, load_alert_config
 from dataflow_assets.alerts.sensors import alert_sensors
 from dataflow_assets.assets import flow_assets
 from dataflow_assets.checks import flow_checks
-from dataflow_assets.flow import FlowSet, load_flows
+from dataflow_assets.flow import FlowError, FlowSet, FlowSpec, load_flows
 from dataflow_assets.landing.config import LandingSetup
 from dataflow_assets.landing.events_asset import events_asset, landing_job
 from dataflow_assets.landing.sensor import landing_sensors
@@ -42,34 +42,56 @@ def alerts_wanted() -> bool:
         return True
 
 
+def flow_definitions(flow: FlowSpec) -> tuple[list, list, list, list]:
+    """The assets, checks, jobs and schedules of one flow."""
+    return (
+        flow_assets(flow),
+        flow_checks(flow),
+        [generation_job(flow), regeneration_job(flow), checks_job(flow)],
+        [generation_schedule(flow), checks_schedule(flow)],
+    )
+
+
 def build_definitions(
     flows: FlowSet, db: Path | None = None, landing: LandingSetup | None = None
 ) -> dg.Definitions:
     """Definitions of ``flows`` reading the store at ``db`` (default: ``DATAFLOW_EVENTS_DB``),
-    with the landing zone ``landing`` (default: from ``DATAFLOW_LANDING*`` / landing.yaml)."""
-    for error in flows.errors:
-        log.warning("flow refused: %s", error)
+    with the landing zone ``landing`` (default: from ``DATAFLOW_LANDING*`` / landing.yaml).
+
+    A flow that cannot be built is refused alone, like an invalid file: the code location and
+    the other flows still load."""
     landing = landing if landing is not None else LandingSetup.from_environment()
     if landing.error:
         log.warning("landing zone refused (no landing sensor): %s", landing.error)
-    assets: list = [events_asset([str(e) for e in flows.errors], landing)]
+    assets: list = []
     jobs: list = [landing_job]
     schedules, checks = [], []
+    built: list[FlowSpec] = []
+    errors = list(flows.errors)
     for flow in flows.flows:
-        assets.extend(flow_assets(flow))
-        checks.extend(flow_checks(flow))
-        jobs.extend([generation_job(flow), regeneration_job(flow), checks_job(flow)])
-        schedules.extend([generation_schedule(flow), checks_schedule(flow)])
+        try:
+            flow_assets_, flow_checks_, flow_jobs, flow_schedules = flow_definitions(flow)
+        except Exception as exc:  # one flow's failure must not stop the code location
+            path = flows.files.get(flow.name, Path(f"{flow.name}.yaml"))
+            errors.append(FlowError(path, "", f"cannot be built into Dagster definitions: {exc}"))
+            continue
+        built.append(flow)
+        assets.extend(flow_assets_)
+        checks.extend(flow_checks_)
+        jobs.extend(flow_jobs)
+        schedules.extend(flow_schedules)
+    for error in errors:
+        log.warning("flow refused: %s", error)
     return dg.Definitions(
-        assets=assets,
+        assets=[events_asset([str(e) for e in errors], landing), *assets],
         asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
         sensors=[
             *landing_sensors(landing, db or default_db_path()),
-            *alert_sensors(flows.flows, default_on=alerts_wanted()),
+            *alert_sensors(built, default_on=alerts_wanted()),
         ],
-        resources=default_resources(db, flows.flows),
+        resources=default_resources(db, built),
         executor=dg.in_process_executor,
     )
 

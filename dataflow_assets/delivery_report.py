@@ -51,6 +51,10 @@ def manifest(flow: FlowSpec, result: GenerationResult) -> dict[str, Any]:
         "partitioning": flow.partitioning.value,
         "settings": content_settings(flow),
         "columns": result.columns,
+        # Each column's type in the store: a consumer reads CSV/NDJSON text by it.
+        "column_types": {
+            c: result.column_types[c] for c in result.columns if c in result.column_types
+        },
         "rows": result.rows,
         "files": [
             {

@@ -307,6 +307,23 @@ class FlowSpec(_Strict):
         return self.name.replace("-", "_")
 
     @property
+    def dagster_names(self) -> frozenset[str]:
+        """Every name this flow takes in the code location, as ``"<kind> <name>"``: its asset
+        key prefix, its jobs and its schedules (``schedules.py`` builds them). Two flows that
+        share one cannot load together."""
+        p = self.key_prefix
+        return frozenset(
+            {
+                f"asset key prefix {p}",
+                f"job {p}_generation",
+                f"job {p}_regeneration",
+                f"job {p}_checks",
+                f"schedule {p}_schedule",
+                f"schedule {p}_checks_schedule",
+            }
+        )
+
+    @property
     def extension(self) -> str:
         return {"csv": "csv.gz", "json": "json.gz", "parquet": "parquet"}[self.format]
 
@@ -332,10 +349,15 @@ class FlowSet:
     errors: list[FlowError] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
+    #: Flows that are valid alone but were refused beside the others (a name clash).
+    refused: dict[str, FlowError] = field(default_factory=dict)
+
     def by_name(self, name: str) -> FlowSpec:
         for flow in self.flows:
             if flow.name == name:
                 return flow
+        if name in self.refused:
+            raise KeyError(f"flow {name!r} was refused: {self.refused[name]}")
         known = ", ".join(sorted(f.name for f in self.flows)) or "none"
         raise KeyError(f"no valid flow named {name!r} (valid flows: {known})")
 
@@ -363,19 +385,179 @@ def _errors_of(path: Path, exc: ValidationError) -> list[FlowError]:
         elif "input" in err and err["type"] not in ("model_type",) and "password_env" not in loc:
             value = err["input"]
             if not isinstance(value, dict | list):
-                msg = f"{msg} (got {value!r})"
+                shown = repr(value)
+                msg = f"{msg} (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
         out.append(FlowError(path, ".".join(loc), msg))
     return out
 
 
 def parse_flow(data: Any, path: Path) -> FlowSpec | list[FlowError]:
-    """Validate one parsed YAML document."""
+    """Validate one parsed YAML document. Never raises: whatever ``data`` holds is a flow or
+    the reasons it is not."""
     if not isinstance(data, dict):
         return [FlowError(path, "", "a flow file must be a YAML mapping")]
     try:
         return _anchored(FlowSpec.model_validate(data), path)
     except ValidationError as exc:
         return _errors_of(path, exc)
+    except Exception as exc:  # a check that met a value of a shape nobody foresaw
+        return [FlowError(path, "", f"cannot be validated: {type(exc).__name__}: {exc}")]
+
+
+#: A flow file is a few hundred bytes; anything far larger is not one (and is not read).
+MAX_FLOW_FILE_BYTES = 1 << 20
+#: YAML nodes of a flow file, aliases expanded: a few dozen in practice. An alias repeats a node
+#: without copying it, so a small file of nested aliases ("billion laughs") expands to billions.
+MAX_FLOW_NODES = 10_000
+
+
+class FlowLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with what a flow file needs to be judged alone:
+
+    - timestamps stay text (``start_date: 2026-02-30`` would raise ``ValueError`` inside PyYAML,
+      before the key is known): the flow model parses them and names the key;
+    - a scalar its tag cannot convert (``!!int abc``) is a ``ConstructorError`` with its
+      position, not a ``ValueError``;
+    - a key given twice in one mapping is refused (PyYAML would keep the last one silently).
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag.endswith(":str"):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key_node.value!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this {node.tag} value: {exc}", node.start_mark
+            ) from None
+
+
+def _timestamp_as_text(loader: FlowLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+FlowLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes of the document with aliases expanded, counting stops past ``limit``."""
+    seen, stack = 0, [root]
+    while stack and seen <= limit:
+        node = stack.pop()
+        seen += 1
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return seen
+
+
+def _key_at(root: yaml.Node | None, mark: Any) -> str:
+    """The dotted key whose value holds the position ``mark`` (a YAML error's), or ``""``."""
+    if root is None or mark is None:
+        return ""
+    path: list[str] = []
+    node: yaml.Node = root
+    while isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if isinstance(node, yaml.MappingNode):
+            pairs = [(k, v) for k, v in node.value]
+        else:
+            pairs = [(None, v) for v in node.value]
+        for i, (key, value) in enumerate(pairs):
+            label = str(key.value) if isinstance(key, yaml.ScalarNode) else str(i)
+            if key is not None and key.start_mark.index == mark.index:
+                # The key itself (given twice, or not a key at all).
+                return ".".join([*path, label] if isinstance(key, yaml.ScalarNode) else path)
+            start, end = value.start_mark.index, value.end_mark.index
+            if start <= mark.index < max(end, start + 1):
+                if key is not None and not isinstance(key, yaml.ScalarNode):
+                    return ".".join(path)
+                path.append(label)
+                node = value
+                break
+        else:
+            break
+    return ".".join(path)
+
+
+def _yaml_reason(exc: BaseException) -> str:
+    """``not valid YAML at line L, column C: what``, on one line."""
+    where, what = "", str(exc)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        what = ", ".join(str(p) for p in (exc.context, exc.problem) if p) or what
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+    text = " ".join(what.split())
+    return f"not valid YAML{where}: {text[:300]}"
+
+
+def read_flow_document(path: Path) -> tuple[Any, list[FlowError]]:
+    """``(document, [])``: the YAML document of a flow file, or ``(None, errors)``: why it
+    cannot be read as one. Never raises."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FLOW_FILE_BYTES:
+            return None, [
+                FlowError(
+                    path,
+                    "",
+                    f"{size} bytes: too large for a flow file "
+                    f"(at most {MAX_FLOW_FILE_BYTES} bytes)",
+                )
+            ]
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FLOW_FILE_BYTES + 1)
+    except OSError as exc:
+        return None, [FlowError(path, "", f"cannot read: {exc.strerror or exc}")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, [FlowError(path, "", f"not UTF-8 text (byte {exc.start}): not a flow file")]
+    loader: FlowLoader | None = None
+    node: yaml.Node | None = None
+    try:
+        loader = FlowLoader(text)  # its reader refuses control characters at once
+        node = loader.get_single_node()
+        if node is None:
+            return None, [FlowError(path, "", "empty: a flow file must be a YAML mapping")]
+        if _expanded_size(node, MAX_FLOW_NODES) > MAX_FLOW_NODES:
+            return None, [
+                FlowError(
+                    path,
+                    "",
+                    f"more than {MAX_FLOW_NODES} YAML values once its aliases are "
+                    "expanded: not a flow file",
+                )
+            ]
+        return loader.construct_document(node), []
+    except yaml.MarkedYAMLError as exc:
+        try:
+            key = _key_at(node, exc.problem_mark)
+        except Exception:  # naming the key is a courtesy: the verdict stands without it
+            key = ""
+        return None, [FlowError(path, key, _yaml_reason(exc))]
+    except yaml.YAMLError as exc:
+        return None, [FlowError(path, "", _yaml_reason(exc))]
+    except RecursionError:
+        return None, [FlowError(path, "", "not valid YAML: nested too deeply for a flow file")]
+    except Exception as exc:  # PyYAML on input nobody foresaw: still a verdict, not a crash
+        return None, [FlowError(path, "", _yaml_reason(exc))]
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _anchored(spec: FlowSpec, path: Path) -> FlowSpec:
@@ -389,15 +571,11 @@ def _anchored(spec: FlowSpec, path: Path) -> FlowSpec:
 
 
 def load_flow_file(path: Path) -> FlowSpec | list[FlowError]:
-    """Read and validate one flow file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [FlowError(path, "", f"cannot read: {exc}")]
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        return [FlowError(path, "", f"not valid YAML: {exc}".replace("\n", " "))]
+    """Read and validate one flow file: a flow, or the reasons (file, key, why) it is refused.
+    Never raises, whatever the file holds."""
+    data, errors = read_flow_document(path)
+    if errors:
+        return errors
     return parse_flow(data, path)
 
 
@@ -409,7 +587,7 @@ def load_flows(folder: Path | None = None, paths: Iterable[Path] | None = None) 
     """Load every flow file of ``folder``; invalid or duplicate flows become errors."""
     folder = folder if folder is not None else default_flows_dir()
     result = FlowSet()
-    seen_prefix: dict[str, Path] = {}
+    taken: dict[str, tuple[str, Path]] = {}  # Dagster name -> (flow, file) that took it
     for path in paths if paths is not None else flow_files(folder):
         loaded = load_flow_file(path)
         if isinstance(loaded, list):
@@ -420,19 +598,26 @@ def load_flows(folder: Path | None = None, paths: Iterable[Path] | None = None) 
             result.errors.append(
                 FlowError(path, "name", f"{loaded.name!r} already defined in {other}")
             )
-            continue
-        if loaded.key_prefix in seen_prefix:
-            other = seen_prefix[loaded.key_prefix]
-            result.errors.append(
-                FlowError(
-                    path,
-                    "name",
-                    f"{loaded.name!r} clashes with the flow of {other} "
-                    "('-' and '_' are the same in Dagster asset keys)",
-                )
+            continue  # the name is valid: it is the flow of ``other``
+        clashes = sorted(loaded.dagster_names & taken.keys())
+        if clashes:
+            other_flow, other = taken[clashes[0]]
+            kind, _, name = clashes[0].rpartition(" ")
+            why = (
+                "'-' and '_' are the same in Dagster asset keys"
+                if kind == "asset key prefix"
+                else f"both would define the Dagster {kind} {name!r}"
             )
+            error = FlowError(
+                path,
+                "name",
+                f"{loaded.name!r} clashes with the flow {other_flow!r} of {other} ({why}); "
+                "rename one of them",
+            )
+            result.errors.append(error)
+            result.refused.setdefault(loaded.name, error)
             continue
-        seen_prefix[loaded.key_prefix] = path
+        taken.update(dict.fromkeys(loaded.dagster_names, (loaded.name, path)))
         result.files[loaded.name] = path
         result.flows.append(loaded)
     return result

@@ -104,6 +104,9 @@ class GenerationResult:
     report_path: str | None = None
     #: A live run whose window another run delivered first: it wrote nothing.
     already_delivered: bool = False
+    #: The store's type of each column (``string``, ``integer``, ``decimal``, ``boolean``,
+    #: ``timestamp``): consumers read CSV/NDJSON text by them instead of guessing.
+    column_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -129,6 +132,7 @@ class GenerationResult:
             "columns": self.columns,
             "report_path": self.report_path,
             "already_delivered": self.already_delivered,
+            "column_types": self.column_types,
         }
 
     @classmethod
@@ -141,6 +145,7 @@ class GenerationResult:
             list(data["columns"]),
             data.get("report_path"),
             data.get("already_delivered", False),
+            dict(data.get("column_types", {})),
         )
 
 
@@ -378,6 +383,11 @@ def deliver_staged(
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         files = write_files(flow, generation, staged, destination, workdir, progress, handler)
-        return GenerationResult(generation, files, [name for name, _ in staged.columns])
+        return GenerationResult(
+            generation,
+            files,
+            [name for name, _ in staged.columns],
+            column_types={name: kind.value for name, kind in staged.columns},
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

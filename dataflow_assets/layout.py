@@ -19,7 +19,7 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from dataflow_assets.partitions import Granularity, partition_end
+from dataflow_assets.partitions import Granularity
 
 #: Namespace of the GUIDs: a GUID is a function of (flow, generation, partition), so a retried
 #: generation writes the same names (SPEC section 6).
@@ -47,9 +47,8 @@ def data_file_name(guid: str, part: int, extension: str) -> str:
 
 
 def _minutes_label(start: dt.datetime, granularity: Granularity) -> str:
-    end = partition_end(start, granularity)
-    end_minute = 60 if end.minute == 0 else end.minute
-    return f"{start.minute:02d}-{end_minute:02d}"
+    # Within the hour, without computing the end (the last partition of 9999 has none).
+    return f"{start.minute:02d}-{start.minute + granularity.minutes:02d}"
 
 
 def partition_dirs(start: dt.datetime, granularity: Granularity) -> list[str]:

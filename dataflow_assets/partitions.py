@@ -46,12 +46,48 @@ def partition_start(ts: dt.datetime, granularity: Granularity) -> dt.datetime:
     return day + dt.timedelta(minutes=minutes - minutes % granularity.minutes)
 
 
+class PartitionError(ValueError):
+    """A partition computation outside the calendar (year 1 to 9999)."""
+
+
+_MAX = dt.datetime.max.replace(tzinfo=UTC)
+_MIN = dt.datetime.min.replace(tzinfo=UTC)
+
+
 def partition_end(start: dt.datetime, granularity: Granularity) -> dt.datetime:
-    return start + dt.timedelta(minutes=granularity.minutes)
+    """End of the partition that starts at ``start`` (excluded). Raises ``PartitionError``
+    for the last partitions of year 9999, whose end is not a datetime (the store refuses hit
+    times from 9999-12-31 on, so no exported event is in one)."""
+    step = dt.timedelta(minutes=granularity.minutes)
+    if start > _MAX - step:
+        raise PartitionError(
+            f"the {granularity.value} partition of {start.isoformat()} ends after "
+            "9999-12-31T23:59:59.999999Z, the last instant a timestamp can hold"
+        )
+    return start + step
+
+
+def partitions_back(start: dt.datetime, count: int, granularity: Granularity) -> dt.datetime:
+    """The start of the partition ``count`` partitions before ``start``, or of the first
+    partition of year 1 when there are fewer before it."""
+    step = dt.timedelta(minutes=granularity.minutes * count)
+    return start - step if start - _MIN >= step else _MIN
+
+
+def has_partitions(start_date: dt.date, now: dt.datetime) -> bool:
+    """Whether a flow starting on ``start_date`` has a partition at ``now``: from its start
+    on, the partition in progress exists (``partitions_def``'s ``end_offset=1``)."""
+    return now >= dt.datetime.combine(start_date, dt.time(), tzinfo=UTC)
+
+
+def _strftime(ts: dt.datetime, fmt: str) -> str:
+    """``strftime`` with ``%Y`` as four digits for every year (glibc writes year 999 as
+    ``999``, which is neither ISO 8601 nor parsed back by ``strptime``'s ``%Y``)."""
+    return ts.strftime(fmt.replace("%Y", f"{ts.year:04d}"))
 
 
 def partition_key(start: dt.datetime, granularity: Granularity) -> str:
-    return start.astimezone(UTC).strftime(granularity.key_format)
+    return _strftime(start.astimezone(UTC), granularity.key_format)
 
 
 def parse_partition_key(key: str, granularity: Granularity) -> dt.datetime:

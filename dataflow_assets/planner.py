@@ -26,7 +26,13 @@ from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
-from dataflow_assets.partitions import partition_key, partition_start, partitions_def
+from dataflow_assets.partitions import (
+    has_partitions,
+    partition_key,
+    partition_start,
+    partitions_back,
+    partitions_def,
+)
 from dataflow_assets.run_state import FAILED, attempts_of, last_generation_run, runs_in_flight
 from dataflow_assets.store.schema import connect, max_seq, store_identity
 from dataflow_assets.store.window import count_window
@@ -97,12 +103,10 @@ def partition_range(flow: FlowSpec, first: dt.datetime, last: dt.datetime) -> tu
     pdef = partitions_def(flow.start_date, g)
     lowest = pdef.get_first_partition_key()
     highest = pdef.get_last_partition_key()
-    assert lowest is not None and highest is not None
+    if lowest is None or highest is None:  # plan_generation skips flows that have not started
+        raise ValueError(f"flow {flow.name!r} has no partition before {flow.start_date}")
     newest = partition_start(last, g)
-    oldest = max(
-        partition_start(first, g),
-        newest - dt.timedelta(minutes=g.minutes * (MAX_RANGE_PARTITIONS - 1)),
-    )
+    oldest = max(partition_start(first, g), partitions_back(newest, MAX_RANGE_PARTITIONS - 1, g))
     a, b = partition_key(oldest, g), partition_key(newest, g)
     # Keys of one granularity sort as their times.
     a = min(max(a, lowest), highest)
@@ -124,6 +128,9 @@ def plan_generation(
     ``ForeignStoreError``). Raises ``RecordError`` and ``DestinationError`` when the destination's
     record cannot be read: nothing is planned blind.
     """
+    if not has_partitions(flow.start_date, now or dt.datetime.now(dt.UTC)):
+        # Events ahead of our clock may already be in the flow: they wait for its partitions.
+        return Skip(f"{flow.name} starts on {flow.start_date}: it has no partition yet")
     in_flight = runs_in_flight(instance, flow)
     if in_flight:
         return Skip(

@@ -4,6 +4,7 @@ gzip/csv/json/pyarrow/duckdb and compared with what the flow must deliver."""
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import json
 import re
@@ -18,7 +19,9 @@ from dataflow_assets_tests.support import (
     T0,
     Harness,
     check_delivery,
+    delivered_rows,
     event,
+    iso,
     make_harness,
     reported_files,
     reports,
@@ -355,3 +358,84 @@ def test_late_events_spread_over_30_days_keep_the_run_small(harness: Harness) ->
         == (now - dt.timedelta(days=30, minutes=210)).strftime("%Y-%m-%d-%H:")
         + f"{(now - dt.timedelta(days=30, minutes=210)).minute // 15 * 15:02d}"
     )
+
+
+def _flows_of_every_format(h: Harness) -> list:
+    return [
+        h.flow(name=f"f_{fmt}_{g}", format=fmt, partitioning=g,
+               destination={"type": "local", "path": str(h.out), "folder": f"o_{fmt}_{g}"})
+        for fmt, g in [("csv", "quarter_hour"), ("json", "half_hour"), ("parquet", "hour"),
+                       ("csv", "date")]
+    ]  # fmt: skip
+
+
+def test_the_extremes_of_the_accepted_range_are_exported_by_every_format(harness: Harness) -> None:
+    """Hit times up to 9999-12-30T23:59:59.999999 (a clock far ahead) and timestamp properties
+    at both ends of the accepted range: every format and partitioning exports them with the
+    events around them, in this generation and the next (no OverflowError, 4-digit years)."""
+    h = harness
+    flows = _flows_of_every_format(h)
+    last = dt.datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=dt.UTC)
+    extremes = [
+        event(1, last, when="1000-01-01T00:00:00.000001Z", page="end of time"),
+        event(2, last.replace(hour=23, minute=45, second=0, microsecond=0), when=iso(last)),
+        event(3, T0, when="1000-01-01T00:00:00Z"),
+    ]
+    batches = [extremes + traffic(40, start_id=10), traffic(30, start_id=100)]
+    batches[1].append(event(200, last - dt.timedelta(minutes=1), when="9999-12-30T00:00:00Z"))
+    ingested: list[dict] = []
+    for batch in batches:
+        h.ingest(batch)
+        ingested += batch
+        for flow in flows:
+            outcome = h.export(flow)
+            assert outcome.success, (flow.name, outcome.error)
+            check_delivery(h.out, flow, ingested, under=flow.folder)
+    csv_text = "".join(
+        gzip.decompress((h.out / p).read_bytes()).decode()
+        for p in reported_files(h.out, "o_csv_quarter_hour")
+    )
+    assert "9999-12-30T23:59:59.999999Z" in csv_text and "1000-01-01T00:00:00.000001Z" in csv_text
+    assert any("date=9999-12-30/hour=23/min=45-60" in p for p in reported_files(h.out))
+
+
+def test_the_privacy_filter_reads_consent_stored_as_text(harness: Harness) -> None:
+    """A store where ``visitor_privacy_consent`` was first seen as text (an older ingest) holds
+    "", "unknown", "FALSE ": only false text refuses consent; nothing fails, and the events
+    around are exported, this generation and the next."""
+    h = harness
+    consents = ["true", "false", "", "unknown", " FALSE\t", None, "False", "yes"]
+    batch = [event(i + 1, T0 + dt.timedelta(minutes=i), legacy=c) for i, c in enumerate(consents)]
+    h.ingest(batch)
+    # What an older ingest left: the key typed string. Rename the text column into place.
+    con = duckdb.connect(str(h.db))
+    con.execute('ALTER TABLE events RENAME COLUMN "legacy" TO visitor_privacy_consent')
+    con.execute("UPDATE properties SET key = 'visitor_privacy_consent' WHERE key = 'legacy'")
+    con.close()
+    filtered = h.flow(name="filtered", format="json")
+    unfiltered = h.flow(
+        name="unfiltered", privacy_filter=False,
+        destination={"type": "local", "path": str(h.out), "folder": "all"},
+    )  # fmt: skip
+    refused = {
+        i + 1 for i, c in enumerate(consents) if c is not None and c.strip().lower() == "false"
+    }
+    later = traffic(20, start_id=100)
+    for i, new in enumerate([[], later]):
+        if new:
+            h.ingest([{k: v for k, v in e.items() if k != "visitor_privacy_consent"} for e in new])
+        for flow in (filtered, unfiltered):
+            outcome = h.export(flow)
+            assert outcome.success, (flow.name, outcome.error)
+        expected_all = {e["event_id"] for e in batch} | (
+            {e["event_id"] for e in later} if i else set()
+        )
+        got = {int(r["event_id"]) for r in delivered_rows(h.out, "json", under="out/filtered")}
+        assert got == expected_all - refused
+        got_all = {int(r["event_id"]) for r in delivered_rows(h.out, "csv", under="all")}
+        assert got_all == expected_all
+    texts = {
+        r["event_id"]: r.get("visitor_privacy_consent")
+        for r in delivered_rows(h.out, "json", under="out/filtered")
+    }
+    assert (texts[3] == "" and texts[4] == "unknown" and 6 not in texts) or texts[6] is None

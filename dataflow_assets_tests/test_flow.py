@@ -206,3 +206,105 @@ def test_a_relative_local_path_is_the_flow_files_folders(
     absolute = load_flow_file(flows / "abs.yaml")
     assert isinstance(absolute, FlowSpec)
     assert absolute.destination.path == str(tmp_path / "elsewhere")  # type: ignore[union-attr]
+
+
+# -- a flow file is judged alone: YAML-level content ---------------------------------------------
+
+AHEAD = "name: a\nformat: csv\ndestination: {type: local, path: x}\n"
+#: (file content, the key the refusal must name ("" for none), a word of its reason)
+YAML_LEVEL: list[tuple[bytes, str, str]] = [
+    (b"start_date: 2026-02-30\n" + AHEAD.encode(), "start_date", "day value is outside"),
+    (b"start_date: 2026-13-01\n" + AHEAD.encode(), "start_date", "month value is outside"),
+    (b"start_date: !!timestamp 2026-02-30\n" + AHEAD.encode(), "start_date", "outside"),
+    (b"start_date: 2026-01-01T10:00:00\n" + AHEAD.encode(), "start_date", "zero time"),
+    (b"start_date: 2026-01-01\nmax_rows_per_file: !!int many\n" + AHEAD.encode(),
+     "max_rows_per_file", "line 2"),
+    (b"start_date: 2026-01-01\nsites: !!binary aGVsbG8=\n" + AHEAD.encode(), "sites", "got b'"),
+    (b"start_date: 2026-01-01\nname: !shout a\nformat: csv\n"
+     b"destination: {type: local, path: x}\n", "name", "constructor for the tag '!shout'"),
+    (b"start_date: !!python/object/apply:os.system [echo hi]\n" + AHEAD.encode(),
+     "start_date", "constructor"),
+    (b"start_date: 2026-01-01\nstart_date: 2026-01-02\n" + AHEAD.encode(), "start_date",
+     "given twice"),
+    (b"start_date: 2026-01-01\n" + AHEAD.encode() + b"---\nname: b\n", "", "single document"),
+    (b"start_date: 2026-01-01\n[1]: 2\n" + AHEAD.encode(), "", "unhashable key"),
+    (b"", "", "empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "", "UTF-8"),
+    (b"name: a\x00b\n", "", "special characters"),
+    (b"a: " + b"[" * 50_000 + b"]" * 50_000 + b"\n", "", "not valid YAML"),
+    (b"start_date: 2026-01-01\n" + AHEAD.encode() + b"notes: '" + b"x" * (2 << 20) + b"'\n",
+     "", "too large"),
+    (
+        b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+        b"e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n",
+        "", "aliases",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "key", "reason"), YAML_LEVEL)
+def test_any_yaml_content_is_a_verdict_naming_the_file(
+    tmp_path: Path, content: bytes, key: str, reason: str
+) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(content)
+    errors = load_flow_file(path)
+    assert isinstance(errors, list) and errors, errors
+    text = "\n".join(str(e) for e in errors)
+    assert all(e.path == path and str(path) in str(e) for e in errors)
+    named = [e for e in errors if e.key == key or (key and e.key.startswith(key + "."))]
+    assert any(reason in e.reason for e in named), text
+    assert all("\n" not in str(e) and len(str(e)) < 600 for e in errors), text
+
+
+def test_harmless_yaml_features_are_accepted(tmp_path: Path) -> None:
+    """Anchors, aliases, merge keys, explicit string tags, a BOM, comments: a valid flow."""
+    text = (
+        "\ufeff# a comment\nname: &n myExport\nstart_date: !!str 2026-01-01\nformat: csv\n"
+        "base: &dest {type: local, path: /tmp/x}\n"
+    )
+    path = write(tmp_path, "a.yaml", text)
+    errors = load_flow_file(path)
+    assert isinstance(errors, list) and [e.key for e in errors] == ["destination", "base"]
+    path.write_text(
+        "\ufeffname: myExport\nstart_date: 2026-01-01\nformat: csv\n"
+        "destination:\n  <<: {type: local, path: /tmp/x}\n  folder: !!str out\n",
+        encoding="utf-8",
+    )
+    flow = load_flow_file(path)
+    assert isinstance(flow, FlowSpec), flow
+    assert flow.start_date.isoformat() == "2026-01-01" and flow.folder == "out"
+
+
+def test_every_dagster_name_a_flow_takes_is_declared(tmp_path: Path) -> None:
+    """``FlowSpec.dagster_names`` is what load_flows checks clashes on: it must hold every job
+    and schedule name the flow's definitions take."""
+    from dataflow_assets.definitions import build_definitions
+    from dataflow_assets.flow import FlowSet
+
+    flow = load_flow_file(write(tmp_path, "a.yaml", VALID))
+    assert isinstance(flow, FlowSpec)
+    defs = build_definitions(FlowSet([flow]), tmp_path / "events.duckdb")
+    from dataflow_assets.landing.events_asset import landing_job
+
+    # The landing zone's job belongs to the code location, not to a flow.
+    names = {f"job {j.name}" for j in defs.jobs or [] if j.name != landing_job.name}
+    names |= {f"schedule {s.name}" for s in defs.schedules or []}
+    names |= {
+        f"asset key prefix {k.path[0]}" for k in defs.resolve_all_asset_keys() if len(k.path) > 1
+    }
+    assert names == flow.dagster_names
+
+
+def test_a_flow_whose_job_or_schedule_name_another_flow_takes_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", VALID.replace("name: myExport", "name: a"))
+    # Flow "a" has the schedule "a_checks_schedule"; flow "a_checks" would have it too.
+    write(tmp_path, "b.yaml", VALID.replace("name: myExport", "name: a_checks"))
+    flows = load_flows(tmp_path)
+    assert [f.name for f in flows.flows] == ["a"]
+    [error] = flows.errors
+    assert error.path.name == "b.yaml" and error.key == "name"
+    assert "a_checks_schedule" in error.reason and "a.yaml" in error.reason
+    with pytest.raises(KeyError, match="was refused"):
+        flows.by_name("a_checks")

@@ -32,8 +32,8 @@ from dataflow_assets.destinations.resources import destination_resource
 from dataflow_assets.destinations.retry import scrub
 from dataflow_assets.export import error_text
 from dataflow_assets.flow import FlowSpec
-from dataflow_assets.schedules import checks_job_name
 from dataflow_assets.run_state import report_key
+from dataflow_assets.schedules import checks_job_name
 
 #: Finished runs read per tick; the rest wait for the next tick.
 RUNS_PER_TICK = 200

@@ -267,6 +267,7 @@ def load_generation(
                     manifest.format,
                     separator=options.csv_separator,
                     order=manifest.columns,
+                    declared=dict(manifest.column_types),
                 )
             finally:
                 local.unlink(missing_ok=True)

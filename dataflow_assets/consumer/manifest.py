@@ -19,6 +19,7 @@ from dataflow_assets.partitions import Granularity, parse_partition_key, partiti
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 FORMATS = ("csv", "json", "parquet")
+COLUMN_TYPES = ("string", "integer", "decimal", "boolean", "timestamp")
 
 
 class ManifestError(ValueError):
@@ -50,6 +51,9 @@ class Manifest:
     partitions_from: str | None = None
     partitions_to: str | None = None
     watermark: int | None = None
+    #: The store's type of each column (``string``, ``integer``, ``decimal``, ``boolean``,
+    #: ``timestamp``); empty in manifests written before types were recorded.
+    column_types: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_regeneration(self) -> bool:
@@ -124,6 +128,11 @@ def parse_manifest(raw: bytes) -> Manifest:
         raise ManifestError(f"unknown partitioning {data['partitioning']!r}") from None
     window = _get(data, "window", dict)
     columns = _get(data, "columns", list)
+    types = data.get("column_types", {})
+    if not isinstance(types, dict) or not all(
+        isinstance(k, str) and v in COLUMN_TYPES for k, v in types.items()
+    ):
+        raise ManifestError(f"'column_types' is not an object of {'/'.join(COLUMN_TYPES)}")
     files = tuple(_file(f) for f in _get(data, "files", list))
     manifest = Manifest(
         generation_id=_get(data, "generation_id", str),
@@ -137,6 +146,7 @@ def parse_manifest(raw: bytes) -> Manifest:
         columns=tuple(str(c) for c in columns),
         rows=_count(data, "rows"),
         files=files,
+        column_types=tuple(sorted(types.items())),
     )
     if kind == "regeneration":
         partitions = _get(data, "partitions", dict)

@@ -5,10 +5,14 @@ column: its name, the kind its values have in this file, and the SQL that reads 
 raw table. Types come from the file, never from a guess that can differ between files:
 
 - Parquet columns are typed; their kind is their type.
-- CSV and NDJSON are read as text (NDJSON keeps each value's JSON type). A column's kind is the
-  one every non-null value of the file fits, in this order: boolean (``true``/``false``),
-  integer (written as the exporter writes integers: ``007`` is a string), decimal, ISO 8601
-  timestamp with a zone, else string -- the inference the event store applies to CSV (SPEC 1).
+- CSV and NDJSON are read as text (NDJSON keeps each value's JSON type). A column the
+  manifest types (``column_types``: the store's type of each column) has that kind. Otherwise
+  a column's kind is the one every non-null value of the file fits, in this order: boolean
+  (``true``/``false``), integer (written as the exporter writes integers: ``007`` is a
+  string), decimal, then for CSV an ISO 8601 timestamp with a zone, else string -- the
+  inference the event store applies to CSV (SPEC 1). An NDJSON string is never guessed to be a
+  timestamp: JSON has no timestamp type, and a string property whose values look like one
+  would change its text (``+02:00`` becomes UTC); it stays text unless the manifest says so.
   A column without a value in the file has no kind.
 - ``hit_time_utc``, ``event_id``, ``site_id`` always have their SPEC types.
 
@@ -19,7 +23,7 @@ The CSV separator is not in the manifest: it is the one separator character of t
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,13 +96,28 @@ def _check_keys(path: Path, keys: Sequence[str]) -> None:
         raise ReadError(f"{path.name}: no {', '.join(missing)} column")
 
 
-def _text_kind(name: str, counts: tuple[int, ...]) -> str | None:
-    """Kind of a text column from (values, booleans, integers, decimals, timestamps)."""
+#: The store's property types (a manifest's ``column_types``) as column kinds.
+DECLARED_KINDS = {
+    "string": VARCHAR,
+    "integer": BIGINT,
+    "decimal": DOUBLE,
+    "boolean": BOOLEAN,
+    "timestamp": TIMESTAMPTZ,
+}
+
+
+def _text_kind(
+    name: str, counts: tuple[int, ...], declared: Mapping[str, str] | None = None
+) -> str | None:
+    """Kind of a text column: its SPEC type, its declared type, or the kind its (values,
+    booleans, integers, decimals, timestamps) counts show."""
     if name in REQUIRED:
         return REQUIRED[name]
     values, booleans, integers, decimals, timestamps = counts
     if values == 0:
         return None
+    if declared and declared.get(name) in DECLARED_KINDS:
+        return DECLARED_KINDS[declared[name]]
     for kind, n in ((BOOLEAN, booleans), (BIGINT, integers), (DOUBLE, decimals)):
         if n == values:
             return kind
@@ -120,7 +139,10 @@ def _kinds(
 
 
 def _stage_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, separator: str | None
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    separator: str | None,
+    declared: Mapping[str, str] | None = None,
 ) -> list[FileColumn]:
     separator = separator or detect_separator(path)
     with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
@@ -141,11 +163,17 @@ def _stage_csv(
         f"count(*) FILTER (regexp_full_match({{c}}, '{TIMESTAMP_RE}'))",
     ]
     counts = _kinds(con, keys, measures)
-    return [FileColumn(k, _text_kind(k, c), quote(k)) for k, c in zip(keys, counts, strict=True)]
+    return [
+        FileColumn(k, _text_kind(k, c, declared), quote(k))
+        for k, c in zip(keys, counts, strict=True)
+    ]
 
 
 def _stage_json(
-    con: duckdb.DuckDBPyConnection, path: Path, order: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    order: Sequence[str],
+    declared: Mapping[str, str] | None = None,
 ) -> list[FileColumn]:
     source = literal(str(path))
     shapes = con.execute(
@@ -172,12 +200,11 @@ def _stage_json(
         "count(*) FILTER (json_type({c}) = 'BOOLEAN')",
         "count(*) FILTER (json_type({c}) IN ('BIGINT', 'UBIGINT'))",
         "count(*) FILTER (json_type({c}) IN ('BIGINT', 'UBIGINT', 'DOUBLE'))",
-        f"count(*) FILTER (json_type({{c}}) = 'VARCHAR' "
-        f"AND regexp_full_match({{c}} ->> '$', '{TIMESTAMP_RE}'))",
+        "0",  # no guessed timestamps: see the module docstring
     ]
     counts = _kinds(con, keys, measures)
     return [
-        FileColumn(k, _text_kind(k, c), f"({quote(k)} ->> '$')")
+        FileColumn(k, _text_kind(k, c, declared), f"({quote(k)} ->> '$')")
         for k, c in zip(keys, counts, strict=True)
     ]
 
@@ -202,16 +229,18 @@ def stage_file(
     *,
     separator: str | None = None,
     order: Sequence[str] = (),
+    declared: Mapping[str, str] | None = None,
 ) -> StagedFile:
     """Copy the rows of ``path`` (``csv`` gzip, ``json`` gzip NDJSON or ``parquet``) into the
     temporary table ``_dataflow_raw`` (replacing it) and describe its columns. ``order`` (the
-    manifest's columns) orders NDJSON keys. Raises ReadError, or duckdb.Error on a file
+    manifest's columns) orders NDJSON keys; ``declared`` (the manifest's ``column_types``) types
+    CSV and NDJSON columns. Raises ReadError, or duckdb.Error on a file
     DuckDB cannot parse."""
     con.execute(f"DROP TABLE IF EXISTS {RAW}")
     if fmt == "csv":
-        columns = _stage_csv(con, path, separator)
+        columns = _stage_csv(con, path, separator, declared)
     elif fmt == "json":
-        columns = _stage_json(con, path, order)
+        columns = _stage_json(con, path, order, declared)
     elif fmt == "parquet":
         columns = _stage_parquet(con, path)
     else:

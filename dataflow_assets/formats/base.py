@@ -320,8 +320,11 @@ TINY_ROWS = 32
 
 
 def iso_text(ts: dt.datetime) -> str:
-    """``ts`` as ``ISO_FORMAT`` gives it (no fraction, milliseconds or microseconds)."""
-    text = ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    """``ts`` as ``ISO_FORMAT`` gives it (no fraction, milliseconds or microseconds), the year
+    in four digits like polars writes it (``0999-01-02T…``; ``strftime``'s ``%Y`` gives
+    ``999`` on glibc)."""
+    ts = ts.astimezone(dt.UTC)
+    text = f"{ts.year:04d}-{ts:%m-%dT%H:%M:%S}"
     if ts.microsecond % 1000:
         text += f".{ts.microsecond:06d}"
     elif ts.microsecond:

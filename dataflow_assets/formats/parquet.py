@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,6 +50,56 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if f.name not in delta]
 
 
+class AppendingSink:
+    """A writable file object for ``pq.ParquetWriter`` that holds no descriptor between row
+    groups: what the writer writes is kept in memory until ``spill`` appends it to the file
+    (opened, appended, closed), after each row group and at close.
+
+    A generation has one open part per partition it is writing (late events, a regeneration
+    over thousands of partitions): one descriptor each would exceed the usual limit of 1,024.
+    The part's bytes and its split into parts are the same either way.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pending = bytearray()
+        self.position = 0
+        self.created = False
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.pending += view
+        self.position += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        """Nothing: ``spill`` writes (pyarrow flushes after every page)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def spill(self) -> None:
+        if self.pending or not self.created:
+            with open(self.path, "ab" if self.created else "wb") as fh:
+                fh.write(self.pending)
+            self.created = True
+            self.pending = bytearray()
+
+    def close(self) -> None:
+        self.spill()
+        self.closed = True
+
+
 class ParquetPartWriter(PartWriter, Buffering):
     def __init__(self, path: Path, schema: pa.Schema, pool: Executor | None = None) -> None:
         self.path = path
@@ -56,7 +107,7 @@ class ParquetPartWriter(PartWriter, Buffering):
         self.pool = pool
         self.backlog = backlog_of(pool) if pool is not None else None
         self.writer: pq.ParquetWriter | None = None
-        self.sink: pa.NativeFile
+        self.sink: AppendingSink
         self.whole: Future[bytes] | bytes | None = None
         self.last: Future[None] | None = None
         self.buffer: list[pa.RecordBatch] = []
@@ -74,9 +125,10 @@ class ParquetPartWriter(PartWriter, Buffering):
 
     def _open(self) -> pq.ParquetWriter:
         if self.writer is None:
-            # A native file: pyarrow resolving a filesystem from a path costs ~0.3 ms a part.
-            self.sink = pa.OSFile(str(self.path), "wb")
-            self.writer = self._new_writer(self.sink)
+            # A sink of our own: a path would make pyarrow resolve a filesystem (~0.3 ms a
+            # part) and hold the file open until the part closes.
+            self.sink = AppendingSink(self.path)
+            self.writer = self._new_writer(pa.PythonFile(self.sink, mode="w"))
         return self.writer
 
     def _encode_whole(self, batches: list[pa.RecordBatch]) -> bytes:
@@ -92,6 +144,7 @@ class ParquetPartWriter(PartWriter, Buffering):
             previous.result()  # row groups in order, one at a time per file
         table = pa.Table.from_batches(batches, schema=self.schema)
         self._open().write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.sink.spill()  # no descriptor held until the next row group
 
     def write(self, batch: pa.RecordBatch) -> None:
         rest = batch

@@ -226,13 +226,30 @@ def window_columns(
     return [(k, kinds[k]) for k in head + rest]
 
 
+def privacy_clause(kind: PropertyType) -> str:
+    """SQL keeping the events whose consent is not refused (SPEC 6: nothing with
+    ``visitor_privacy_consent = false`` when the privacy filter is on).
+
+    Consent is refused by the boolean ``false``, and, in a store where the key was first seen
+    as text, by the text ``false`` in any case with any surrounding blanks. Anything else --
+    ``true``, null, ``""``, ``"unknown"``, a number -- is not a refusal, and the event is
+    exported: the filter drops what says no, it never guesses. Never a cast that can fail: one
+    odd value must not stop the flow.
+    """
+    if kind is PropertyType.BOOLEAN:
+        return "visitor_privacy_consent IS DISTINCT FROM false"
+    blanks = "' ' || chr(9) || chr(10) || chr(13)"
+    text = f"lower(trim(CAST(visitor_privacy_consent AS VARCHAR), {blanks}))"
+    return f"{text} IS DISTINCT FROM 'false'"
+
+
 def _where(query: WindowQuery, types: dict[str, tuple[PropertyType, int]]) -> tuple[str, list]:
     clauses = ["ingest_seq > ? AND ingest_seq <= ?"]
     params: list = []
     if query.sites is not None:
         clauses.append(f"site_id IN ({', '.join(str(int(s)) for s in query.sites)})")
     if query.privacy_filter and "visitor_privacy_consent" in types:
-        clauses.append("visitor_privacy_consent IS DISTINCT FROM false")
+        clauses.append(privacy_clause(types["visitor_privacy_consent"][0]))
     if query.min_time is not None:
         clauses.append("hit_time_utc >= ?")
         params.append(query.min_time)

@@ -4,6 +4,7 @@ real DuckDB file, compared with the events the test ingested (plain Python)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -139,23 +140,35 @@ def test_live_interrupted_and_regenerated_loads_hold_the_store_events(
     assert [k for k, *_ in ledger(db)] == ["live"] * 3 + ["regeneration", "live"]
 
 
+def _untyped_manifests(h: Harness) -> None:
+    """The manifests as an exporter that recorded no ``column_types`` wrote them."""
+    for manifest in (h.out / "out").rglob("*_delivery.manifest.json"):
+        body = json.loads(manifest.read_text())
+        body.pop("column_types", None)
+        manifest.write_text(json.dumps(body))
+
+
 def test_a_csv_string_property_that_looked_numeric_is_widened_to_text(
     harness: Harness, run: Run, tmp_path: Path
 ) -> None:
-    """CSV carries no types: a string property whose values all look like integers loads as
-    BIGINT until a file shows text; the column then becomes VARCHAR, values unchanged."""
+    """CSV carries no types: with manifests that record none (older exporters), a string
+    property whose values all look like integers loads as BIGINT until a file shows text; the
+    column then becomes VARCHAR, values unchanged. (Manifests with ``column_types`` load it
+    as VARCHAR at once: test_a_string_property_that_looks_like_a_timestamp_keeps_its_text.)"""
     h = harness
     flow = h.flow(format="csv")
     db = tmp_path / "warehouse.duckdb"
     ingested = [event(1, at(10), code="123"), event(2, at(10, 5), code="45")]
     h.ingest(ingested)
     _export(h, flow)
+    _untyped_manifests(h)
     assert run("load", h.out / "out", "--flow", "f", "--into", db)[0] == 0
     assert column_types(db)["code"] == "BIGINT"
     more = [event(3, at(10, 10), code="007"), event(4, at(10, 15), code="A-7")]
     h.ingest(more)
     ingested += more
     _export(h, flow)
+    _untyped_manifests(h)
     assert run("load", h.out / "out", "--flow", "f", "--into", db)[0] == 0
     assert column_types(db)["code"] == "VARCHAR"
     assert_table_holds(db, flow, ingested)
@@ -216,3 +229,54 @@ def test_a_flow_started_fresh_in_a_new_folder_loads_into_the_same_table(
     assert code == 0, err
     assert "live generation g0-6" in out
     assert_table_holds(db, old, first + fresh)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_string_property_that_looks_like_a_timestamp_keeps_its_text(
+    harness: Harness, run: Run, tmp_path: Path, fmt: str
+) -> None:
+    """Types come from the manifest (the store's types), never from a guess: a string property
+    whose values of one file all look like timestamps loads as text, unchanged; a timestamp
+    property loads as a timestamp. A manifest without types (older exporters) keeps NDJSON
+    strings as text."""
+    h = harness
+    flow = h.flow(format=fmt)
+    first = [event(1, at(10, 0), label="not a time", seen_at="2026-11-20T08:00:00Z")]
+    looks_like = ["2026-11-20T10:00:00+02:00", "2026-11-20T10:00:00.5Z", "1999-01-01T00:00:00Z"]
+    second = [
+        event(10 + i, at(10, 5 + i), label=text, seen_at="2026-11-20T09:00:00+01:00")
+        for i, text in enumerate(looks_like)
+    ]
+    h.ingest(first)
+    _export(h, flow)
+    h.ingest(second)
+    _export(h, flow)
+    db = tmp_path / "warehouse.duckdb"
+    code, out, err = run("load", h.out / "out", "--flow", "f", "--into", db)
+    assert code == 0, out + err
+    types = column_types(db)
+    assert types["label"] == "VARCHAR" and types["seen_at"] == "TIMESTAMP WITH TIME ZONE"
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        labels = dict(con.execute("SELECT event_id, label FROM events").fetchall())
+        seen = {r[0] for r in con.execute("SELECT DISTINCT seen_at FROM events").fetchall()}
+    finally:
+        con.close()
+    assert labels == {1: "not a time", **{10 + i: t for i, t in enumerate(looks_like)}}
+    assert seen == {dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)}
+
+    if fmt == "json":  # the same files with manifests of an exporter that recorded no types
+        for manifest in (h.out / "out").rglob("*_delivery.manifest.json"):
+            body = json.loads(manifest.read_text())
+            assert body.pop("column_types")["label"] == "string"
+            manifest.write_text(json.dumps(body))
+        untyped = tmp_path / "untyped.duckdb"
+        assert run("load", h.out / "out", "--flow", "f", "--into", untyped)[0] == 0
+        assert column_types(untyped)["label"] == "VARCHAR"
+        con = duckdb.connect(str(untyped), read_only=True)
+        try:
+            got = dict(con.execute("SELECT event_id, label FROM events").fetchall())
+        finally:
+            con.close()
+        assert got == labels

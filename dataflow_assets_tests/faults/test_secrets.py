@@ -1,5 +1,5 @@
 """Secrets never reach logs or Dagster metadata. Plant them (sFTP and FTPS passwords, a wrong
-password, an AWS secret key, the body of an sFTP private key, an inline password in a flow file),
+password, an AWS secret key, session token and access key id, the body of an sFTP private key, an inline password in a flow file),
 run ``dataflow validate`` and ``dataflow export`` in child processes at DEBUG log level through
 successes, permanent failures and retried failures, then grep for them: the processes' output
 (the run logs), every file of the Dagster instance (event log, run storage, compute logs), the
@@ -28,6 +28,10 @@ def test_planted_secrets_appear_nowhere(
     wrong_sftp = f"PLANTED-sftp-{mark}"
     wrong_ftp = f"PLANTED-ftp-{mark}"
     aws_secret = f"PLANTED-aws-{mark}"
+    # botocore prints request headers at DEBUG: the session token travels in one, the access
+    # key id in the Authorization header.
+    aws_token = f"PLANTED-token-{mark}"
+    aws_key_id = f"AKIAPLANTED{mark.upper()}"
     inline = f"PLANTED-inline-{mark}"
     key_body = fault_sshd.private_key_path.read_text().splitlines()[1]
     secrets = {
@@ -36,6 +40,8 @@ def test_planted_secrets_appear_nowhere(
         "wrong sftp password": wrong_sftp,
         "wrong ftp password": wrong_ftp,
         "aws secret": aws_secret,
+        "aws session token": aws_token,
+        "aws access key id": aws_key_id,
         "inline password": inline,
         "private key": key_body,
     }
@@ -66,6 +72,8 @@ def test_planted_secrets_appear_nowhere(
         FTP_OK=fault_ftps.password,
         FTP_WRONG=wrong_ftp,
         AWS_SECRET_ACCESS_KEY=aws_secret,
+        AWS_SESSION_TOKEN=aws_token,
+        AWS_ACCESS_KEY_ID=aws_key_id,
         SSL_CERT_FILE=str(fault_ftps.ca_file),
         DATAFLOW_LOG_LEVEL="DEBUG",
     )

@@ -284,3 +284,77 @@ def test_parquet_parts_gather_row_groups_and_read_back_everywhere(tmp_path: Path
     assert pl.read_parquet(path).height == meta.num_rows
     row = duckdb.sql(f"SELECT count(*), count(DISTINCT event_id) FROM '{path}'").fetchall()[0]
     assert row == (meta.num_rows, len(data))
+
+
+#: Every year a timestamp can hold, in the four digits of ISO 8601 (glibc's ``%Y`` writes 999).
+EXTREME_TIMES = [
+    (dt.datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00Z"),
+    (dt.datetime(999, 1, 2, 3, 4, 5, 120000, tzinfo=UTC), "0999-01-02T03:04:05.120Z"),
+    (dt.datetime(1000, 1, 1, 0, 0, 0, 1, tzinfo=UTC), "1000-01-01T00:00:00.000001Z"),
+    (dt.datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC), "9999-12-30T23:59:59.999999Z"),
+    (dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), "9999-12-31T23:59:59Z"),
+]
+
+
+@pytest.mark.parametrize("rows", [1, formats_base.TINY_ROWS + 1])  # the Python and polars paths
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_timestamps_of_every_year_render_as_iso_8601(fmt: str, rows: int) -> None:
+    times = [EXTREME_TIMES[i % len(EXTREME_TIMES)] for i in range(rows)]
+    schema = pa.schema([("hit_time_utc", pa.timestamp("us", tz="UTC")), ("at", SCHEMA[0].type)])
+    batch = pa.RecordBatch.from_pylist(
+        [{"hit_time_utc": t, "at": t} for t, _ in times], schema=schema
+    )
+    if fmt == "csv":
+        text = bytes(render_csv(batch, True, ",")).decode()
+        got = [(r["hit_time_utc"], r["at"]) for r in csv.DictReader(io.StringIO(text))]
+    else:
+        text = bytes(render_ndjson(batch)).decode()
+        got = [(r["hit_time_utc"], r["at"]) for r in map(json.loads, text.splitlines())]
+    assert got == [(want, want) for _, want in times]
+    for value, _ in got:  # what a consumer's parser reads back
+        assert dt.datetime.fromisoformat(value.replace("Z", "+00:00")) in {t for t, _ in times}
+
+
+def _open_files_under(folder: Path) -> int:
+    """Descriptors of this process open on files below ``folder``."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if Path(fd.readlink()).is_relative_to(folder):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_parquet_parts_hold_no_open_file_between_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of parts written at once (a regeneration over every quarter hour of a month)
+    keep no descriptor each: files are appended to a row group at a time and closed."""
+    from dataflow_assets.formats import parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 8)
+    schema = pa.schema([("event_id", pa.int64()), ("page", pa.string())])
+    parts = 1_500  # more than the usual limit of 1,024 descriptors
+    with ThreadPoolExecutor(2) as pool:
+        writers = [
+            part_writer("parquet", tmp_path / f"part-{i}", schema, pool) for i in range(parts)
+        ]
+        for i, writer in enumerate(writers):
+            rows = [{"event_id": i * 100 + k, "page": f"p{k}"} for k in range(20)]
+            writer.write(pa.RecordBatch.from_pylist(rows, schema=schema))
+        for writer in writers:  # every part has written row groups to its file by now
+            cast_writer: Any = writer
+            if cast_writer.last is not None:
+                cast_writer.last.result()
+        assert _open_files_under(tmp_path) == 0
+        written = [writer.close() for writer in writers]
+    assert _open_files_under(tmp_path) == 0
+    for i in (0, parts // 2, parts - 1):
+        path = tmp_path / f"part-{i}"
+        assert pq.ParquetFile(path).metadata.num_row_groups == 3  # 8 + 8 + 4 rows
+        assert pq.read_table(path).column("event_id").to_pylist() == [
+            i * 100 + k for k in range(20)
+        ]
+        assert written[i].bytes == path.stat().st_size
