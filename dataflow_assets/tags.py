@@ -46,15 +46,22 @@ def generation_value(from_seq: int, to_seq: int, planned_at: dt.datetime) -> str
 
 def live_window(run_tags: dict[str, str]) -> tuple[int, int, dt.datetime]:
     """``(from, to, planned_at)`` of a live generation run's tags (either scheme)."""
-    match = _GENERATION.match(run_tags[GENERATION])
+    value = run_tags[GENERATION]
+    match = _GENERATION.match(value)
     if match:
         at = dt.datetime.strptime(match.group(3), STAMP_FORMAT).replace(tzinfo=dt.UTC)
         return int(match.group(1)), int(match.group(2)), at
-    return (
-        int(run_tags[LEGACY_WINDOW_FROM]),
-        int(run_tags[LEGACY_WINDOW_TO]),
-        dt.datetime.fromisoformat(run_tags[PLANNED_AT]),
-    )
+    try:
+        return (
+            int(run_tags[LEGACY_WINDOW_FROM]),
+            int(run_tags[LEGACY_WINDOW_TO]),
+            dt.datetime.fromisoformat(run_tags[PLANNED_AT]),
+        )
+    except (KeyError, ValueError):
+        # A run launched by hand with edited tags: say which tag, not a bare KeyError.
+        raise ValueError(
+            f"run tag {GENERATION}={value!r} is not g<from>-<to>@<YYYYMMDDTHHMMSSZ>"
+        ) from None
 
 
 def process_value(pid: int, host: str) -> str:

@@ -52,6 +52,7 @@ from dataflow_assets.store.schema import (
     property_types,
     quote,
 )
+from dataflow_assets.store.staging import register_properties
 
 # Matched with fullmatch (``$`` alone would accept a trailing newline) on ASCII digits only.
 KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -506,19 +507,8 @@ def _commit(
         con.execute("BEGIN TRANSACTION")
         try:
             base = max_seq(con)
-            current = {k: t for k, (t, _s) in property_types(con).items()}
-            for key, (kind, _index) in sorted(typer.new.items(), key=lambda kv: kv[1][1]):
-                if key in current:
-                    if current[key] is not kind and not (
-                        current[key] is PropertyType.DECIMAL and kind is PropertyType.INTEGER
-                    ):
-                        raise RuntimeError(
-                            f"{path}: {key} was typed {current[key].value} by a concurrent load "
-                            f"while this file has {kind.value}; nothing loaded, run it again"
-                        )
-                    continue
-                con.execute(f"ALTER TABLE events ADD COLUMN {quote(key)} {kind.sql}")
-                con.execute("INSERT INTO properties VALUES (?, ?, ?)", [key, kind.value, base + 1])
+            new = sorted(typer.new.items(), key=lambda kv: kv[1][1])
+            register_properties(con, path, [(key, kind) for key, (kind, _index) in new], base)
             # Rows keep file order: ingest_seq = base + position among the valid rows.
             offset = 0
             for chunk in writer.chunks:

@@ -85,6 +85,28 @@ class ConcurrentTypeError(RuntimeError):
     """Another load typed one of this file's new keys differently meanwhile."""
 
 
+def register_properties(
+    con: Any, source: Path, new: list[tuple[str, PropertyType]], base: int
+) -> None:
+    """Inside a load's write transaction: add a column and a registry row for each of the file's
+    new keys, in order, first seen at ``base + 1`` (the load's first sequence). A key another
+    load registered meanwhile is fine if its type agrees (an integer where a decimal is known
+    is); otherwise ``ConcurrentTypeError`` and nothing is loaded."""
+    current = {k: t for k, (t, _s) in property_types(con).items()}
+    for key, kind in new:
+        if key in current:
+            if current[key] is not kind and not (
+                current[key] is PropertyType.DECIMAL and kind is PropertyType.INTEGER
+            ):
+                raise ConcurrentTypeError(
+                    f"{source}: {key} was typed {current[key].value} by a concurrent "
+                    f"load while this file has {kind.value}; nothing loaded, run it again"
+                )
+            continue
+        con.execute(f"ALTER TABLE events ADD COLUMN {quote(key)} {kind.sql}")
+        con.execute("INSERT INTO properties VALUES (?, ?, ?)", [key, kind.value, base + 1])
+
+
 def append_to_duckdb(
     connect: Connect,
     db: Path,
@@ -108,19 +130,8 @@ def append_to_duckdb(
         con.execute("BEGIN TRANSACTION")
         try:
             base = max_seq(con)
-            current = {k: t for k, (t, _s) in property_types(con).items()}
-            for key, (kind, _line) in new_types.items():  # in the order they came
-                if key in current:
-                    if current[key] is not kind and not (
-                        current[key] is PropertyType.DECIMAL and kind is PropertyType.INTEGER
-                    ):
-                        raise ConcurrentTypeError(
-                            f"{source}: {key} was typed {current[key].value} by a concurrent "
-                            f"load while this file has {kind.value}; nothing loaded, run it again"
-                        )
-                    continue
-                con.execute(f"ALTER TABLE events ADD COLUMN {quote(key)} {kind.sql}")
-                con.execute("INSERT INTO properties VALUES (?, ?, ?)", [key, kind.value, base + 1])
+            # in the order they came
+            register_properties(con, source, [(k, t) for k, (t, _line) in new_types.items()], base)
             for name, item in staging.batches():
                 insert_batch(con, name, item, base)
             count = staging.rows

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.destinations.local import LocalFolder
 from dataflow_assets.flow import FlowSpec, load_flow_file, load_flows
-from dataflow_assets.planner import process_tags
 from dataflow_assets.resources import EventStore
+from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets_tests.faults.checks import audit
 from dataflow_assets_tests.faults.deployment import Deployment

@@ -7,7 +7,6 @@ and the next, read back from the destination."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 
 import dagster as dg
 import pytest
@@ -15,8 +14,8 @@ import pytest
 from dataflow_assets import tags
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSpec, load_flows
-from dataflow_assets.planner import process_tags
 from dataflow_assets.resources import EventStore
+from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import checks_job_name, job_name
 from dataflow_assets_tests.faults.checks import audit
 from dataflow_assets_tests.faults.deployment import Deployment
@@ -27,14 +26,14 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def _foreign_run(d: Deployment, flow: FlowSpec) -> str:
-    """A run of the flow's job whose process tag is not a pid (launched by hand with edited
-    tags): planning the flow fails on it until it is gone."""
+    """A failed run of the flow's job whose generation tag is not one (launched by hand with
+    edited tags): planning the flow fails on it until it is gone."""
     defs = build_definitions(load_flows(), d.db)
     with d.instance() as instance:
         run = instance.create_run_for_job(
             defs.resolve_job_def(job_name(flow)),
-            tags={tags.FLOW: flow.name, tags.PID: "not-a-pid", tags.HOST: socket.gethostname()},
-            status=dg.DagsterRunStatus.STARTED,
+            tags={tags.FLOW: flow.name, tags.GENERATION: "not-a-generation"},
+            status=dg.DagsterRunStatus.FAILURE,
         )
     return run.run_id
 
@@ -73,7 +72,8 @@ def test_one_failing_flow_never_stops_another_in_dataflow_export(deployment: Dep
         and str(lock) in a_line
     )
     assert (
-        b_line.startswith("b_foreign: FAILED before its run: ValueError") and "not-a-pid" in b_line
+        b_line.startswith("b_foreign: FAILED before its run: ValueError")
+        and "not-a-generation" in b_line
     )
     for flow in fine:
         assert any(line.startswith(f"{flow.name}: generation ") for line in lines), first.out
@@ -104,7 +104,7 @@ def test_a_failing_tick_of_one_flow_never_stops_the_others(deployment: Deploymen
         d.ingest(traffic(50, first=1 + 50 * generation))
         with pytest.raises(dg.DagsterError, match="broken_schedule") as info:
             _tick(d, defs, broken)
-        assert "not-a-pid" in str(info.value.__cause__)
+        assert "not-a-generation" in str(info.value.__cause__)
         for flow in fine:
             [request] = _tick(d, defs, flow)
             with d.instance() as instance:

@@ -17,8 +17,9 @@ from dataflow_assets.io_managers.ftp import FtpIOManager
 from dataflow_assets.io_managers.local import LocalIOManager
 from dataflow_assets.io_managers.s3 import S3IOManager
 from dataflow_assets.io_managers.sftp import SftpIOManager
-from dataflow_assets.planner import Plan, plan_generation, process_tags
+from dataflow_assets.planner import Plan, plan_generation
 from dataflow_assets.resources import default_resources
+from dataflow_assets.run_state import process_tags
 from dataflow_assets_tests.support import T0, Harness, event, reported_files
 from dataflow_assets_tests.support import read_file as read_delivered
 
