@@ -42,6 +42,7 @@ def spawn(harness: Harness, flows: Path) -> pexpect.spawn:
         encoding="utf-8",
         timeout=90,
     )
+    # WIZ_DEBUG=1 shows the whole dialogue in the test output, to see where an expect stalls.
     child.logfile_read = sys.stderr if os.environ.get("WIZ_DEBUG") else None
     return child
 
