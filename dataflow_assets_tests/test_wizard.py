@@ -42,6 +42,8 @@ def spawn(harness: Harness, flows: Path) -> pexpect.spawn:
         encoding="utf-8",
         timeout=90,
     )
+    # WIZ_DEBUG=1 shows the whole dialogue in the test output, to see where an expect stalls.
+    child.logfile_read = sys.stderr if os.environ.get("WIZ_DEBUG") else None
     return child
 
 
@@ -241,5 +243,108 @@ def test_flags_make_s3_and_ftps_flows_that_deliver(
     flow = load_flow_file(flows / "to_ftp.yaml")
     assert isinstance(flow, FlowSpec) and flow.destination.type == "ftp"
     assert harness.export(flow).success
+    check_delivery(ftps_server.root_dir, flow, events, under=folder)
+    assert not [p for p in (ftps_server.root_dir / folder).iterdir() if "probe" in p.name]
+
+
+def test_the_wizard_names_a_missing_bucket_and_delivers_to_s3_once_it_exists(
+    harness: Harness, moto: MotoServer, bucket: str
+) -> None:
+    events = traffic(20)
+    harness.ingest(events)
+    flows = harness.root / "flows"
+    missing = f"nobucket-{uuid.uuid4().hex[:8]}"
+    child = spawn(harness, flows)  # the moto fixture put its fake AWS keys in the environment
+    answer(child, "Sites: all, or site ids separated by commas [all]:", "")
+    answer(child, "visitor_privacy_consent is false? (yes/no) [yes]:", "no")
+    answer(child, "All existing and future properties? (yes/no) [yes]:", "")
+    answer(child, "Properties to leave out, separated by commas (empty: none):", "event_id")
+    child.expect_exact("refused: event_id is always exported: it cannot be excluded")
+    answer(child, "Properties to leave out, separated by commas (empty: none):", "price")
+    answer(child, "Name:", "to_s3")
+    answer(child, "[csv]:", "parquet")
+    answer(child, "(earlier events are outside the flow) [2026-11-20]:", "")
+    answer(child, "[60]:", "30")
+    answer(child, "[hour]:", "half_hour")
+    for name, verdict in ((missing, "FAILED"), (bucket, "ok: written, listed and removed")):
+        answer(child, "Destination: local, s3, sftp or ftp [local]:", "s3")
+        answer(child, "Bucket:", name)
+        answer(child, f"Region [{moto.region}]:", "")
+        answer(child, "Endpoint URL (empty for AWS):", moto.endpoint_url)
+        answer(child, "Folder inside the destination [to_s3]:", "team/web")
+        child.expect(r"team/web/to_s3/data/date=\d{4}-\d\d-\d\d/hour=\d\d/min=(00-30|30-60)/")
+        child.expect(r"data_<GUID>_001_0_0\.parquet")
+        child.expect_exact(verdict)
+        if verdict == "FAILED":
+            child.expect_exact(missing)
+            answer(child, "Change the destination? (yes/no) [yes]:", "")
+    answer(child, "? (yes/no) [yes]:", "")
+    child.expect_exact("`dataflow validate` accepts it")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+
+    path = flows / "to_s3.yaml"
+    assert cli.main(["validate", str(path)]) == 0
+    flow = load_flow_file(path)
+    assert isinstance(flow, FlowSpec) and flow.destination.type == "s3"
+    assert (flow.format, flow.frequency_minutes, flow.partitioning) == ("parquet", 30, "half_hour")
+    assert flow.properties.exclude == ["price"] and not flow.privacy_filter
+    assert moto.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # no probe left
+    assert harness.export(flow).success
+    check_delivery(moto.mirror(bucket, harness.root / "mirror"), flow, events)
+
+
+def test_the_wizard_says_a_refused_ftps_login_and_delivers_once_it_is_right(
+    harness: Harness, ftps_server: FtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = traffic(20)
+    harness.ingest(events)
+    folder = f"wiz/{uuid.uuid4().hex[:8]}"
+    ftps_server.make_folder(folder)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ftps_server.ca_file))  # trust the test CA
+    monkeypatch.setenv("WIZ_FTP_OLD_PASSWORD", "not-the-password")
+    monkeypatch.setenv("WIZ_FTP_PASSWORD", ftps_server.password)
+    flows = harness.root / "flows"
+    child = spawn(harness, flows)
+    contents_step(child, 10)
+    answer(child, "Name:", "to_ftp")
+    answer(child, "[csv]:", "")
+    answer(child, "(earlier events are outside the flow) [2026-11-20]:", "")
+    answer(child, "CSV separator: , ; | or tab [,]:", "tab")
+    answer(child, "[60]:", "")
+    answer(child, "[hour]:", "date")
+    for password_env, verdict in (
+        ("WIZ_FTP_OLD_PASSWORD", "FAILED"),
+        ("WIZ_FTP_PASSWORD", "ok: written, listed and removed"),
+    ):
+        answer(child, "Destination: local, s3, sftp or ftp [local]:", "ftp")
+        answer(child, "Host:", ftps_server.host)
+        answer(child, "Port [21]:", "70000")
+        child.expect_exact("refused: '70000' is not a port (1-65535)")
+        answer(child, "Port [21]:", str(ftps_server.port))
+        answer(child, "User name:", ftps_server.user)
+        answer(child, "Environment variable with the password:", password_env)
+        answer(child, "Explicit FTPS (TLS)? (yes/no) [yes]:", "")
+        answer(child, "Folder inside the destination [to_ftp]:", folder)
+        child.expect(rf"{folder}/to_ftp_\d{{4}}-\d\d-\d\d_data_<GUID>_001_0_0\.csv\.gz")
+        child.expect_exact(verdict)
+        if verdict == "FAILED":
+            child.expect_exact(f"authentication failed for user {ftps_server.user}")
+            assert "not-the-password" not in (child.before or "") + (child.after or "")
+            answer(child, "Change the destination? (yes/no) [yes]:", "")
+    answer(child, "? (yes/no) [yes]:", "yes")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+
+    path = flows / "to_ftp.yaml"
+    assert cli.main(["validate", str(path)]) == 0
+    flow = load_flow_file(path)
+    assert isinstance(flow, FlowSpec) and flow.destination.type == "ftp"
+    assert (flow.csv_separator, flow.partitioning, flow.sites) == ("\t", "date", [2])
+    assert "not-the-password" not in path.read_text()
+    assert harness.export(flow).success
+    assert reported_files(ftps_server.root_dir, folder)
     check_delivery(ftps_server.root_dir, flow, events, under=folder)
     assert not [p for p in (ftps_server.root_dir / folder).iterdir() if "probe" in p.name]
