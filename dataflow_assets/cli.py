@@ -244,6 +244,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
             print(f"  report: {flow.destination.type}:{result.report_path}")
     instance.dispose()
+    if not args.flows and flows.errors:
+        # "Every enabled flow" included flow files that were refused: they were not exported.
+        print(f"{len(flows.errors)} flow file problem(s): refused flows were not exported")
+        return 1
     return 1 if failures else 0
 
 

@@ -265,11 +265,17 @@ def test_dataflow_validate_names_every_bad_file_and_keeps_the_good_ones(
     assert result.code == 1
     assert result.out.count("INVALID") == 12 and "ok      " in result.out
     assert [f.name for f in load_flows(d.flows_dir).flows] == ["good"]
-    # The valid flow still exports beside the invalid ones; the refusals are said once each.
+    # The valid flow still exports beside the invalid ones; the refusals are said once each,
+    # and the exit code says that not every flow was exported (issue 11). Naming the good flow
+    # alone exports it with exit 0.
     d.ingest([event(1, T0)])
     exported = d.cli("export")
-    assert exported.code == 0 and "good: generation" in exported.out, exported.text
+    assert exported.code == 1 and "good: generation" in exported.out, exported.text
     assert exported.err.count("skipping invalid flow") >= 12
+    assert "refused flows were not exported" in exported.out
+    d.ingest([event(2, T0)])
+    named = d.cli("export", "good")
+    assert named.code == 0 and "good: generation" in named.out, named.text
 
 
 def test_a_flow_name_on_the_command_line_cannot_escape(deployment: Deployment) -> None:
