@@ -19,15 +19,12 @@ window is; the files step and the report step ask it again (``LiveState``) befor
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 import dagster as dg
 
@@ -36,7 +33,7 @@ from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination, DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
-from dataflow_assets.run_state import report_key
+from dataflow_assets.run_state import flow_file_lock, report_key
 
 log = logging.getLogger(__name__)
 
@@ -358,18 +355,10 @@ def delivered(instance: dg.DagsterInstance, flow: FlowSpec) -> Delivered:
     )
 
 
-@contextmanager
-def report_lock(instance: dg.DagsterInstance, flow: FlowSpec) -> Iterator[None]:
+def report_lock(instance: dg.DagsterInstance, flow: FlowSpec) -> AbstractContextManager[None]:
     """Held from the last look at the record to the report's put: two runs of a flow on this
     host (a schedule tick's run and ``dataflow export``) never both report the same window."""
-    folder = Path(instance.root_directory) / "dataflow-locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{flow.key_prefix}.report.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return flow_file_lock(instance, flow, ".report.lock")
 
 
 def forget() -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,7 +22,7 @@ from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
 from dataflow_assets.planner import Plan, Skip, plan_generation
-from dataflow_assets.run_state import files_key, process_tags
+from dataflow_assets.run_state import files_key, flow_file_lock, process_tags
 from dataflow_assets.schedules import job_name
 
 if TYPE_CHECKING:  # the type of Dagster's serialized errors (step failures)
@@ -90,16 +89,9 @@ def initialize_once(home: Path) -> None:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-@contextmanager
-def flow_lock(instance: dg.DagsterInstance, flow: FlowSpec) -> Iterator[None]:
-    folder = Path(instance.root_directory) / "dataflow-locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{flow.key_prefix}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def flow_lock(instance: dg.DagsterInstance, flow: FlowSpec) -> AbstractContextManager[None]:
+    """Held by ``dataflow export`` from planning a flow's generation to its run's end."""
+    return flow_file_lock(instance, flow, ".lock")
 
 
 @dataclass
