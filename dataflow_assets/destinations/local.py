@@ -67,11 +67,15 @@ class LocalFolder(Destination):
 
     def list(self, prefix: str) -> list[RemoteFile]:
         base = self.root / prefix
-        start = base if prefix.endswith("/") or base.is_dir() else base.parent
+        start = base if prefix == "" or prefix.endswith("/") else base.parent
         if not start.is_dir():
             return []
         out = []
-        for dirpath, _dirs, files in os.walk(start):
+        for dirpath, dirs, files in os.walk(start):
+            # Descend only into folders that can hold a match: a prefix of a month's reports
+            # must not walk every other month's (or the data files') folders.
+            here = Path(dirpath).relative_to(self.root).as_posix()
+            dirs[:] = [d for d in dirs if _may_hold(f"{here}/{d}/".removeprefix("./"), prefix)]
             for name in files:
                 full = Path(dirpath) / name
                 rel = full.relative_to(self.root).as_posix()
@@ -97,3 +101,8 @@ class LocalFolder(Destination):
 
     def delete(self, path: str) -> None:
         self._target(path).unlink(missing_ok=True)
+
+
+def _may_hold(folder: str, prefix: str) -> bool:
+    """Whether ``folder`` (relative, ending in ``/``) can hold a path starting with ``prefix``."""
+    return folder.startswith(prefix) or prefix.startswith(folder)
