@@ -41,7 +41,7 @@ test-servers: ## make sure the test servers can run here (sshd for sFTP, Postgre
 	fi
 
 test: install test-servers lint ## lint, type-check, then every test (the fixtures start the servers)
-	@$(UV) run pytest -q -p no:cacheprovider
+	@$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadscope
 
 schema: install ## write flows/flow.schema.json, the flow file's JSON Schema (from the flow model)
 	@$(UV) run dataflow schema --output flows/flow.schema.json

@@ -375,28 +375,41 @@ def _keygen(path: Path) -> str:
     return f"{kind} {blob}"
 
 
+def _locked_retry(command: list[str], ok: tuple[int, ...] = (0,), stdin: str | None = None) -> None:
+    """Run a shadow-utils command, again while another process (another test session, another
+    pytest-xdist worker starting its own server) holds the lock of /etc/passwd or /etc/shadow:
+    useradd exits 1 or 10 and chpasswd 1 then."""
+    for attempt in range(50):
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True)
+        if result.returncode in ok:
+            return
+        if result.returncode not in (1, 10) or attempt == 49:
+            raise ServerUnavailable(f"{command[0]} failed: {result.stderr.strip()}")
+        time.sleep(0.1)
+
+
+def _system_user(name: str) -> pwd.struct_passwd:
+    """The system account ``name`` (no home, no shell), created on first use; needs root."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    # Exit 9: another test session created it meanwhile.
+    _locked_retry(
+        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", name],
+        ok=(0, 9),
+    )  # fmt: skip
+    return pwd.getpwnam(name)
+
+
 def _ensure_sftp_user() -> pwd.struct_passwd:
     """The system user of the test sshd, with ``SFTP_PASSWORD``. Idempotent; needs root."""
     if os.geteuid() != 0:
         raise ServerUnavailable("the sshd test server needs root (it logs in a system user)")
-    try:
-        pwd.getpwnam(SFTP_USER)
-    except KeyError:
-        # Exit 9: another test session created it meanwhile.
-        result = subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", SFTP_USER],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if result.returncode not in (0, 9):
-            raise ServerUnavailable(
-                f"useradd {SFTP_USER} failed: {result.stderr.strip()}"
-            ) from None
-    subprocess.run(
-        ["chpasswd"], input=f"{SFTP_USER}:{SFTP_PASSWORD}\n", text=True, check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return pwd.getpwnam(SFTP_USER)
+    account = _system_user(SFTP_USER)
+    _locked_retry(["chpasswd"], stdin=f"{SFTP_USER}:{SFTP_PASSWORD}\n")
+    return account
 
 
 def _sshd_config(work: Path, port: int, base: Path, extra: str) -> Path:
@@ -927,19 +940,7 @@ def postgres_bindir() -> Path:
 
 def _ensure_pg_user() -> pwd.struct_passwd:
     """The unprivileged OS user to run postgres as, created on first use (needs root)."""
-    try:
-        return pwd.getpwnam(PG_OS_USER)
-    except KeyError:
-        pass
-    # Exit 9: another test session created it meanwhile.
-    result = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", PG_OS_USER],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if result.returncode not in (0, 9):
-        raise ServerUnavailable(f"useradd {PG_OS_USER} failed: {result.stderr.strip()}")
-    return pwd.getpwnam(PG_OS_USER)
+    return _system_user(PG_OS_USER)
 
 
 @contextlib.contextmanager

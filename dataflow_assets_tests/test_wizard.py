@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import sys
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pexpect
@@ -33,6 +35,13 @@ def traffic(n: int) -> list[dict]:
     return out
 
 
+def ingested(harness: Harness, n: int) -> list[dict]:
+    """``traffic(n)``, in the harness's store."""
+    events = traffic(n)
+    harness.ingest(events)
+    return events
+
+
 def spawn(harness: Harness, flows: Path) -> pexpect.spawn:
     env = {**os.environ, "DATAFLOW_EVENTS_DB": str(harness.db), "COLUMNS": "120"}
     child = pexpect.spawn(
@@ -47,65 +56,114 @@ def spawn(harness: Harness, flows: Path) -> pexpect.spawn:
     return child
 
 
-def answer(child: pexpect.spawn, question: str, text: str) -> None:
-    child.expect_exact(question)
-    child.sendline(text)
+#: One step of a dialogue: ``(question, answer)`` waits for the question's exact text and types
+#: the answer; a text waits for that exact text; a compiled pattern waits for a match; a function
+#: is called with the terminal, to check what it showed.
+Step = tuple[str, str] | str | re.Pattern[str] | Callable[[pexpect.spawn], None]
+DESTINATION = "Destination: local, s3, sftp or ftp [local]:"
+WORKS = "ok: written, listed and removed"
 
 
-def contents_step(child: pexpect.spawn, per_site: int) -> None:
+def dialogue(child: pexpect.spawn, steps: Iterable[Step]) -> None:
+    """Goes through ``steps`` in order, as a person reading the terminal would."""
+    for step in steps:
+        if isinstance(step, tuple):
+            question, text = step
+            child.expect_exact(question)
+            child.sendline(text)
+        elif isinstance(step, str):
+            child.expect_exact(step)
+        elif isinstance(step, re.Pattern):
+            child.expect(step)
+        else:
+            step(child)
+
+
+def contents(per_site: int) -> list[Step]:
     """Step 1: site 2 only (after a site the store does not hold), the privacy filter, a chosen
     list (after two properties that cannot be exported)."""
-    child.expect(rf"site 1 +{per_site} events")
-    child.expect(rf"site 2 +{per_site} events")
-    answer(child, "Sites: all, or site ids separated by commas [all]:", "7")
-    child.expect_exact("refused: site 7 has no event in the store (it holds 1, 2)")
-    answer(child, "Sites: all, or site ids separated by commas [all]:", "2")
-    answer(child, "visitor_privacy_consent is false? (yes/no) [yes]:", "")
-    child.expect(r"price +decimal +50\.0%")
-    answer(child, "All existing and future properties? (yes/no) [yes]:", "no")
-    answer(child, "are always exported):", "page, visit_bounce, colour")
-    child.expect_exact("refused: visit_bounce is not available in Data Flow")
-    child.expect_exact("colour is not a property of any event in the store")
-    answer(child, "are always exported):", "page, price")
+    sites = "Sites: all, or site ids separated by commas [all]:"
+    chosen = "are always exported):"
+    return [
+        re.compile(rf"site 1 +{per_site} events"),
+        re.compile(rf"site 2 +{per_site} events"),
+        (sites, "7"),
+        "refused: site 7 has no event in the store (it holds 1, 2)",
+        (sites, "2"),
+        ("visitor_privacy_consent is false? (yes/no) [yes]:", ""),
+        re.compile(r"price +decimal +50\.0%"),
+        ("All existing and future properties? (yes/no) [yes]:", "no"),
+        (chosen, "page, visit_bounce, colour"),
+        "refused: visit_bounce is not available in Data Flow",
+        "colour is not a property of any event in the store",
+        (chosen, "page, price"),
+    ]
+
+
+def written_flow(child: pexpect.spawn, path: Path) -> FlowSpec:
+    """The dialogue's end: the wizard exits 0 and the flow file it wrote passes ``dataflow
+    validate``."""
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert cli.main(["validate", str(path)]) == 0
+    flow = load_flow_file(path)
+    assert isinstance(flow, FlowSpec)
+    return flow
+
+
+def until_it_works(
+    kind: str, failing: list[Step], failure: list[Step], works: list[Step]
+) -> list[Step]:
+    """The destination step twice: first with the ``failing`` answers, whose probe must fail and
+    say ``failure``, then (the destination changed) with the answers that ``works``."""
+    return [
+        (DESTINATION, kind),
+        *failing,
+        "FAILED",
+        *failure,
+        ("Change the destination? (yes/no) [yes]:", ""),
+        (DESTINATION, kind),
+        *works,
+        WORKS,
+    ]
 
 
 def test_the_wizard_creates_a_local_flow_that_validates_and_delivers(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = traffic(50)
-    harness.ingest(events)
+    events = ingested(harness, 50)
     flows = harness.root / "flows"
     flows.mkdir()
     shutil.copyfile(REPO / "flows" / SCHEMA_FILE, flows / SCHEMA_FILE)
     child = spawn(harness, flows)
-    contents_step(child, 25)
-    answer(child, "Name:", "web export")
-    child.expect_exact("refused: 'web export': a name starts with a letter")
-    answer(child, "Name:", "web_export")
-    answer(child, "Format: csv (gzip), json (gzip NDJSON) or parquet [csv]:", "")
-    answer(child, "(earlier events are outside the flow) [2026-11-20]:", "")
-    answer(child, "CSV separator: , ; | or tab [,]:", ";")
-    answer(child, "A generation every 15, 30 or 60 minutes [60]:", "45")
-    child.expect_exact("refused: '45' is not one of 15, 30, 60")
-    answer(child, "A generation every 15, 30 or 60 minutes [60]:", "15")
-    answer(child, "quarter_hour [hour]:", "quarter_hour")
-    answer(child, "Destination: local, s3, sftp or ftp [local]:", "")
-    answer(child, "Root folder of the destination [exports]:", str(harness.out))
-    answer(child, "Folder inside the destination [web_export]:", "")
-    child.expect(r"web_export/web_export/data/date=\d{4}-\d\d-\d\d/hour=\d\d/min=\d\d-\d\d/")
-    child.expect(r"data_<GUID>_001_0_0\.csv\.gz")
-    child.expect_exact("ok: written, listed and removed")
-    answer(child, f"Write {flows / 'web_export.yaml'}? (yes/no) [yes]:", "")
-    child.expect_exact("`dataflow validate` accepts it")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
-
+    dialogue(
+        child,
+        [
+            *contents(25),
+            ("Name:", "web export"),
+            "refused: 'web export': a name starts with a letter",
+            ("Name:", "web_export"),
+            ("Format: csv (gzip), json (gzip NDJSON) or parquet [csv]:", ""),
+            ("(earlier events are outside the flow) [2026-11-20]:", ""),
+            ("CSV separator: , ; | or tab [,]:", ";"),
+            ("A generation every 15, 30 or 60 minutes [60]:", "45"),
+            "refused: '45' is not one of 15, 30, 60",
+            ("A generation every 15, 30 or 60 minutes [60]:", "15"),
+            ("quarter_hour [hour]:", "quarter_hour"),
+            (DESTINATION, ""),
+            ("Root folder of the destination [exports]:", str(harness.out)),
+            ("Folder inside the destination [web_export]:", ""),
+            re.compile(r"web_export/web_export/data/date=\d{4}-\d\d-\d\d/hour=\d\d/min=\d\d-\d\d/"),
+            re.compile(r"data_<GUID>_001_0_0\.csv\.gz"),
+            WORKS,
+            (f"Write {flows / 'web_export.yaml'}? (yes/no) [yes]:", ""),
+            "`dataflow validate` accepts it",
+        ],
+    )
     path = flows / "web_export.yaml"
+    flow = written_flow(child, path)
     assert path.read_text().splitlines()[0] == SCHEMA_COMMENT
-    assert cli.main(["validate", str(path)]) == 0
-    flow = load_flow_file(path)
-    assert isinstance(flow, FlowSpec)
     assert flow.sites == [2] and flow.properties.include == [
         "hit_time_utc",
         "event_id",
@@ -147,42 +205,44 @@ def test_flags_alone_make_a_flow_and_bad_ones_say_which(
 def test_the_wizard_checks_the_sftp_host_key_and_delivers_once_it_is_right(
     harness: Harness, sshd: SshdServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = traffic(30)
-    harness.ingest(events)
+    events = ingested(harness, 30)
     folder = f"wiz-{uuid.uuid4().hex[:8]}"
     sshd.make_folder(folder)
     monkeypatch.setenv("WIZ_SFTP_PASSWORD", sshd.password)
     flows = harness.root / "flows"
     child = spawn(harness, flows)
-    contents_step(child, 15)
-    answer(child, "Name:", "remote")
-    answer(child, "[csv]:", "json")
-    answer(child, "(earlier events are outside the flow) [2026-11-20]:", "")
-    answer(child, "[60]:", "")
-    answer(child, "[hour]:", "")
-    for known_hosts, verdict in (
-        (sshd.changed_known_hosts, "FAILED"),
-        (sshd.known_hosts, "ok: written, listed and removed"),
-    ):
-        answer(child, "Destination: local, s3, sftp or ftp [local]:", "sftp")
-        answer(child, "Host:", sshd.host)
-        answer(child, "Port [22]:", str(sshd.port))
-        answer(child, "User name:", sshd.user)
-        answer(child, "Private key file (empty: a password):", "")
-        answer(child, "Environment variable with the password:", "WIZ_SFTP_PASSWORD")
-        answer(child, "host key [", str(known_hosts))
-        answer(child, "Folder inside the destination [remote]:", folder)
-        child.expect(rf"{folder}/remote_\d{{4}}-\d\d-\d\d_\d\d_data_<GUID>_001_0_0\.json\.gz")
-        child.expect_exact(verdict)
-        if verdict == "FAILED":
-            child.expect(r"sftp://[^\n]*host key")
-            answer(child, "Change the destination? (yes/no) [yes]:", "")
-    answer(child, "? (yes/no) [yes]:", "yes")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
-    flow = load_flow_file(flows / "remote.yaml")
-    assert isinstance(flow, FlowSpec)
+
+    def sftp(known_hosts: Path) -> list[Step]:
+        return [
+            ("Host:", sshd.host),
+            ("Port [22]:", str(sshd.port)),
+            ("User name:", sshd.user),
+            ("Private key file (empty: a password):", ""),
+            ("Environment variable with the password:", "WIZ_SFTP_PASSWORD"),
+            ("host key [", str(known_hosts)),
+            ("Folder inside the destination [remote]:", folder),
+            re.compile(rf"{folder}/remote_\d{{4}}-\d\d-\d\d_\d\d_data_<GUID>_001_0_0\.json\.gz"),
+        ]
+
+    dialogue(
+        child,
+        [
+            *contents(15),
+            ("Name:", "remote"),
+            ("[csv]:", "json"),
+            ("(earlier events are outside the flow) [2026-11-20]:", ""),
+            ("[60]:", ""),
+            ("[hour]:", ""),
+            *until_it_works(
+                "sftp",
+                sftp(sshd.changed_known_hosts),
+                [re.compile(r"sftp://[^\n]*host key")],
+                sftp(sshd.known_hosts),
+            ),
+            ("? (yes/no) [yes]:", "yes"),
+        ],
+    )
+    flow = written_flow(child, flows / "remote.yaml")
     assert harness.export(flow).success
     assert reported_files(sshd.root_dir, folder)
     check_delivery(sshd.root_dir, flow, events, under=folder)
@@ -211,8 +271,7 @@ def test_flags_make_s3_and_ftps_flows_that_deliver(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    events = traffic(20)
-    harness.ingest(events)
+    events = ingested(harness, 20)
     flows = harness.root / "flows"
     base = ["new", "--yes", "--db", str(harness.db), "--flows-dir", str(flows)]
     # S3: the probe writes, lists and removes its object; then a generation delivers.
@@ -250,44 +309,43 @@ def test_flags_make_s3_and_ftps_flows_that_deliver(
 def test_the_wizard_names_a_missing_bucket_and_delivers_to_s3_once_it_exists(
     harness: Harness, moto: MotoServer, bucket: str
 ) -> None:
-    events = traffic(20)
-    harness.ingest(events)
+    events = ingested(harness, 20)
     flows = harness.root / "flows"
     missing = f"nobucket-{uuid.uuid4().hex[:8]}"
     child = spawn(harness, flows)  # the moto fixture put its fake AWS keys in the environment
-    answer(child, "Sites: all, or site ids separated by commas [all]:", "")
-    answer(child, "visitor_privacy_consent is false? (yes/no) [yes]:", "no")
-    answer(child, "All existing and future properties? (yes/no) [yes]:", "")
-    answer(child, "Properties to leave out, separated by commas (empty: none):", "event_id")
-    child.expect_exact("refused: event_id is always exported: it cannot be excluded")
-    answer(child, "Properties to leave out, separated by commas (empty: none):", "price")
-    answer(child, "Name:", "to_s3")
-    answer(child, "[csv]:", "parquet")
-    answer(child, "(earlier events are outside the flow) [2026-11-20]:", "")
-    answer(child, "[60]:", "30")
-    answer(child, "[hour]:", "half_hour")
-    for name, verdict in ((missing, "FAILED"), (bucket, "ok: written, listed and removed")):
-        answer(child, "Destination: local, s3, sftp or ftp [local]:", "s3")
-        answer(child, "Bucket:", name)
-        answer(child, f"Region [{moto.region}]:", "")
-        answer(child, "Endpoint URL (empty for AWS):", moto.endpoint_url)
-        answer(child, "Folder inside the destination [to_s3]:", "team/web")
-        child.expect(r"team/web/to_s3/data/date=\d{4}-\d\d-\d\d/hour=\d\d/min=(00-30|30-60)/")
-        child.expect(r"data_<GUID>_001_0_0\.parquet")
-        child.expect_exact(verdict)
-        if verdict == "FAILED":
-            child.expect_exact(missing)
-            answer(child, "Change the destination? (yes/no) [yes]:", "")
-    answer(child, "? (yes/no) [yes]:", "")
-    child.expect_exact("`dataflow validate` accepts it")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
+    leave_out = "Properties to leave out, separated by commas (empty: none):"
 
-    path = flows / "to_s3.yaml"
-    assert cli.main(["validate", str(path)]) == 0
-    flow = load_flow_file(path)
-    assert isinstance(flow, FlowSpec) and flow.destination.type == "s3"
+    def s3(name: str) -> list[Step]:
+        return [
+            ("Bucket:", name),
+            (f"Region [{moto.region}]:", ""),
+            ("Endpoint URL (empty for AWS):", moto.endpoint_url),
+            ("Folder inside the destination [to_s3]:", "team/web"),
+            re.compile(r"team/web/to_s3/data/date=\d{4}-\d\d-\d\d/hour=\d\d/min=(00-30|30-60)/"),
+            re.compile(r"data_<GUID>_001_0_0\.parquet"),
+        ]
+
+    dialogue(
+        child,
+        [
+            ("Sites: all, or site ids separated by commas [all]:", ""),
+            ("visitor_privacy_consent is false? (yes/no) [yes]:", "no"),
+            ("All existing and future properties? (yes/no) [yes]:", ""),
+            (leave_out, "event_id"),
+            "refused: event_id is always exported: it cannot be excluded",
+            (leave_out, "price"),
+            ("Name:", "to_s3"),
+            ("[csv]:", "parquet"),
+            ("(earlier events are outside the flow) [2026-11-20]:", ""),
+            ("[60]:", "30"),
+            ("[hour]:", "half_hour"),
+            *until_it_works("s3", s3(missing), [missing], s3(bucket)),
+            ("? (yes/no) [yes]:", ""),
+            "`dataflow validate` accepts it",
+        ],
+    )
+    flow = written_flow(child, flows / "to_s3.yaml")
+    assert flow.destination.type == "s3"
     assert (flow.format, flow.frequency_minutes, flow.partitioning) == ("parquet", 30, "half_hour")
     assert flow.properties.exclude == ["price"] and not flow.privacy_filter
     assert moto.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # no probe left
@@ -298,8 +356,7 @@ def test_the_wizard_names_a_missing_bucket_and_delivers_to_s3_once_it_exists(
 def test_the_wizard_says_a_refused_ftps_login_and_delivers_once_it_is_right(
     harness: Harness, ftps_server: FtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = traffic(20)
-    harness.ingest(events)
+    events = ingested(harness, 20)
     folder = f"wiz/{uuid.uuid4().hex[:8]}"
     ftps_server.make_folder(folder)
     monkeypatch.setenv("SSL_CERT_FILE", str(ftps_server.ca_file))  # trust the test CA
@@ -307,41 +364,45 @@ def test_the_wizard_says_a_refused_ftps_login_and_delivers_once_it_is_right(
     monkeypatch.setenv("WIZ_FTP_PASSWORD", ftps_server.password)
     flows = harness.root / "flows"
     child = spawn(harness, flows)
-    contents_step(child, 10)
-    answer(child, "Name:", "to_ftp")
-    answer(child, "[csv]:", "")
-    answer(child, "(earlier events are outside the flow) [2026-11-20]:", "")
-    answer(child, "CSV separator: , ; | or tab [,]:", "tab")
-    answer(child, "[60]:", "")
-    answer(child, "[hour]:", "date")
-    for password_env, verdict in (
-        ("WIZ_FTP_OLD_PASSWORD", "FAILED"),
-        ("WIZ_FTP_PASSWORD", "ok: written, listed and removed"),
-    ):
-        answer(child, "Destination: local, s3, sftp or ftp [local]:", "ftp")
-        answer(child, "Host:", ftps_server.host)
-        answer(child, "Port [21]:", "70000")
-        child.expect_exact("refused: '70000' is not a port (1-65535)")
-        answer(child, "Port [21]:", str(ftps_server.port))
-        answer(child, "User name:", ftps_server.user)
-        answer(child, "Environment variable with the password:", password_env)
-        answer(child, "Explicit FTPS (TLS)? (yes/no) [yes]:", "")
-        answer(child, "Folder inside the destination [to_ftp]:", folder)
-        child.expect(rf"{folder}/to_ftp_\d{{4}}-\d\d-\d\d_data_<GUID>_001_0_0\.csv\.gz")
-        child.expect_exact(verdict)
-        if verdict == "FAILED":
-            child.expect_exact(f"authentication failed for user {ftps_server.user}")
-            assert "not-the-password" not in (child.before or "") + (child.after or "")
-            answer(child, "Change the destination? (yes/no) [yes]:", "")
-    answer(child, "? (yes/no) [yes]:", "yes")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
 
+    def ftp(password_env: str) -> list[Step]:
+        return [
+            ("Host:", ftps_server.host),
+            ("Port [21]:", "70000"),
+            "refused: '70000' is not a port (1-65535)",
+            ("Port [21]:", str(ftps_server.port)),
+            ("User name:", ftps_server.user),
+            ("Environment variable with the password:", password_env),
+            ("Explicit FTPS (TLS)? (yes/no) [yes]:", ""),
+            ("Folder inside the destination [to_ftp]:", folder),
+            re.compile(rf"{folder}/to_ftp_\d{{4}}-\d\d-\d\d_data_<GUID>_001_0_0\.csv\.gz"),
+        ]
+
+    def no_password_shown(child: pexpect.spawn) -> None:
+        assert "not-the-password" not in (child.before or "") + (child.after or "")
+
+    dialogue(
+        child,
+        [
+            *contents(10),
+            ("Name:", "to_ftp"),
+            ("[csv]:", ""),
+            ("(earlier events are outside the flow) [2026-11-20]:", ""),
+            ("CSV separator: , ; | or tab [,]:", "tab"),
+            ("[60]:", ""),
+            ("[hour]:", "date"),
+            *until_it_works(
+                "ftp",
+                ftp("WIZ_FTP_OLD_PASSWORD"),
+                [f"authentication failed for user {ftps_server.user}", no_password_shown],
+                ftp("WIZ_FTP_PASSWORD"),
+            ),
+            ("? (yes/no) [yes]:", "yes"),
+        ],
+    )
     path = flows / "to_ftp.yaml"
-    assert cli.main(["validate", str(path)]) == 0
-    flow = load_flow_file(path)
-    assert isinstance(flow, FlowSpec) and flow.destination.type == "ftp"
+    flow = written_flow(child, path)
+    assert flow.destination.type == "ftp"
     assert (flow.csv_separator, flow.partitioning, flow.sites) == ("\t", "date", [2])
     assert "not-the-password" not in path.read_text()
     assert harness.export(flow).success

@@ -21,11 +21,11 @@ tests) and a fresh session per client.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal, TypeVar, cast
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from dataflow_assets.destinations.base import Destination
 from dataflow_assets.flow import (
@@ -36,6 +36,8 @@ from dataflow_assets.flow import (
     SftpDestination,
 )
 from dataflow_assets.layout import Layout
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
 
 
 class DestinationResource(dg.ConfigurableResource):
@@ -61,6 +63,11 @@ class DestinationResource(dg.ConfigurableResource):
 
     def _with_folder(self, root: str) -> str:
         return f"{root.rstrip('/')}/{self.folder}" if self.folder else root
+
+    def _spec(self, model: type[SpecT], kind: str) -> SpecT:
+        """The flow file's ``destination:`` mapping this resource stands for, validated by the
+        flow model again: a resource's fields are that mapping's keys, ``type`` aside."""
+        return model.model_validate({"type": kind, **self.model_dump()})
 
 
 class LocalFolderResource(DestinationResource):
@@ -113,12 +120,30 @@ class S3BucketResource(DestinationResource):
         return self._with_folder(f"s3://{self.bucket}")
 
 
-class SftpHostResource(DestinationResource):
-    """An sFTP server; its host key must be in ``known_hosts``. Flat layout."""
+class _HostResource(DestinationResource):
+    """A server reached as ``user@host:port`` (sFTP, FTP): flat layout, labelled by its URL."""
 
     host: str
-    port: int = 22
+    port: int
     username: str
+
+    @property
+    def layout(self) -> Layout:
+        return Layout.FLAT
+
+    @property
+    def scheme(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        return self._with_folder(f"{self.scheme}://{self.username}@{self.host}:{self.port}")
+
+
+class SftpHostResource(_HostResource):
+    """An sFTP server; its host key must be in ``known_hosts``. Flat layout."""
+
+    port: int = 22
     password_env: Annotated[
         str | None, Field(description="Environment variable holding the password.")
     ] = None
@@ -128,61 +153,28 @@ class SftpHostResource(DestinationResource):
     def build(self) -> Destination:
         from dataflow_assets.destinations.sftp import SftpHost
 
-        return SftpHost(SftpDestination.model_validate(self._fields()))
-
-    def _fields(self) -> dict[str, object]:
-        return {
-            "type": "sftp",
-            "host": self.host,
-            "port": self.port,
-            "username": self.username,
-            "password_env": self.password_env,
-            "private_key_path": self.private_key_path,
-            "known_hosts": self.known_hosts,
-            "folder": self.folder,
-        }
+        return SftpHost(self._spec(SftpDestination, "sftp"))
 
     @property
-    def layout(self) -> Layout:
-        return Layout.FLAT
-
-    @property
-    def label(self) -> str:
-        return self._with_folder(f"sftp://{self.username}@{self.host}:{self.port}")
+    def scheme(self) -> str:
+        return "sftp"
 
 
-class FtpHostResource(DestinationResource):
+class FtpHostResource(_HostResource):
     """An FTP server, explicit FTPS unless ``tls`` is false. Flat layout."""
 
-    host: str
     port: int = 21
-    username: str
     password_env: Annotated[str, Field(description="Environment variable holding the password.")]
     tls: Annotated[bool, Field(description="Explicit FTPS with a protected data channel.")] = True
 
     def build(self) -> Destination:
         from dataflow_assets.destinations.ftp import FtpHost
 
-        return FtpHost(
-            FtpDestination(
-                type="ftp",
-                host=self.host,
-                port=self.port,
-                username=self.username,
-                password_env=self.password_env,
-                tls=self.tls,
-                folder=self.folder,
-            )
-        )
+        return FtpHost(self._spec(FtpDestination, "ftp"))
 
     @property
-    def layout(self) -> Layout:
-        return Layout.FLAT
-
-    @property
-    def label(self) -> str:
-        scheme = "ftps" if self.tls else "ftp"
-        return self._with_folder(f"{scheme}://{self.username}@{self.host}:{self.port}")
+    def scheme(self) -> str:
+        return "ftps" if self.tls else "ftp"
 
 
 def destination_key(flow: FlowSpec) -> str:
@@ -194,7 +186,7 @@ def destination_resource(flow: FlowSpec) -> DestinationResource:
     """The resource of the destination ``flow``'s YAML names."""
     spec = flow.destination
     if isinstance(spec, LocalDestination):
-        return LocalFolderResource(path=spec.path, folder=spec.folder)
+        return LocalFolderResource(**spec.model_dump(exclude={"type"}))
     if isinstance(spec, S3Destination):
         return S3BucketResource(
             bucket=spec.bucket,
@@ -204,22 +196,7 @@ def destination_resource(flow: FlowSpec) -> DestinationResource:
             s3=S3Resource(region_name=spec.region, endpoint_url=spec.endpoint_url),
         )
     if isinstance(spec, SftpDestination):
-        return SftpHostResource(
-            host=spec.host,
-            port=spec.port,
-            username=spec.username,
-            password_env=spec.password_env,
-            private_key_path=spec.private_key_path,
-            known_hosts=spec.known_hosts,
-            folder=spec.folder,
-        )
+        return SftpHostResource(**spec.model_dump(exclude={"type"}))
     if isinstance(spec, FtpDestination):
-        return FtpHostResource(
-            host=spec.host,
-            port=spec.port,
-            username=spec.username,
-            password_env=spec.password_env,
-            tls=spec.tls,
-            folder=spec.folder,
-        )
+        return FtpHostResource(**spec.model_dump(exclude={"type"}))
     raise NotImplementedError(f"destination type {spec.type!r} is not available")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -64,23 +65,46 @@ class Sensor:
         return json.loads(self.cursor)
 
 
-def ftp_flow(harness: Harness, ftpd: FtpServer) -> FlowSpec:
+@dataclass
+class FtpAlerts:
+    """A flow delivering to the plain FTP server (its password in ``FTP_PASSWORD_ENV``), its
+    generation alert sensor, and the webhook and SMTP servers the alerts go to."""
+
+    harness: Harness
+    webhook: WebhookServer
+    smtpd: SmtpServer
+    ftpd: FtpServer
+    flow: FlowSpec
+    sensor: Sensor
+
+
+@pytest.fixture
+def ftp_alerts(
+    alerting: Harness, webhook: WebhookServer, smtpd: SmtpServer, ftp_plain_server: FtpServer
+) -> FtpAlerts:
+    """The sensor has ticked once: the first tick only starts the cursor (older runs are
+    history)."""
     folder = f"alerts-{dt.datetime.now().strftime('%H%M%S%f')}"
-    ftpd.make_folder(folder)
-    return harness.flow(name="alerted", destination=ftpd.flow_destination(FTP_PASSWORD_ENV, folder))
+    ftp_plain_server.make_folder(folder)
+    flow = alerting.flow(
+        name="alerted", destination=ftp_plain_server.flow_destination(FTP_PASSWORD_ENV, folder)
+    )
+    sensor = Sensor(alerting, flow, "dataflow_generation_alerts")
+    sensor.tick()
+    return FtpAlerts(alerting, webhook, smtpd, ftp_plain_server, flow, sensor)
 
 
 def test_one_alert_per_failure_streak_and_one_recovery(
-    alerting: Harness,
-    webhook: WebhookServer,
-    smtpd: SmtpServer,
-    ftp_plain_server: FtpServer,
-    monkeypatch: pytest.MonkeyPatch,
+    ftp_alerts: FtpAlerts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    harness = alerting
-    flow = ftp_flow(harness, ftp_plain_server)
-    sensor = Sensor(harness, flow, "dataflow_generation_alerts")
-    sensor.tick()  # the first tick only starts the cursor: older runs are history
+    harness, webhook, smtpd, flow, sensor = (
+        ftp_alerts.harness,
+        ftp_alerts.webhook,
+        ftp_alerts.smtpd,
+        ftp_alerts.flow,
+        ftp_alerts.sensor,
+    )
+    ftp_plain_server = ftp_alerts.ftpd
     assert webhook.received == [] and sensor.state()["failing"] == {}
 
     harness.ingest([event(k, T0 + dt.timedelta(minutes=k)) for k in range(1, 31)])
@@ -135,16 +159,15 @@ def test_one_alert_per_failure_streak_and_one_recovery(
 
 
 def test_an_alert_the_webhook_refused_is_sent_at_a_later_tick_once(
-    alerting: Harness,
-    webhook: WebhookServer,
-    smtpd: SmtpServer,
-    ftp_plain_server: FtpServer,
-    monkeypatch: pytest.MonkeyPatch,
+    ftp_alerts: FtpAlerts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    harness = alerting
-    flow = ftp_flow(harness, ftp_plain_server)
-    sensor = Sensor(harness, flow, "dataflow_generation_alerts")
-    sensor.tick()
+    harness, webhook, smtpd, flow = (
+        ftp_alerts.harness,
+        ftp_alerts.webhook,
+        ftp_alerts.smtpd,
+        ftp_alerts.flow,
+    )
+    sensor = ftp_alerts.sensor
     harness.ingest([event(1, T0)])
     monkeypatch.setenv(FTP_PASSWORD_ENV, WRONG_PASSWORD)
     assert not harness.export(flow).success

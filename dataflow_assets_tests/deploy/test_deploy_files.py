@@ -348,7 +348,7 @@ def test_the_images_command_serves_the_code_location_the_workspace_names(tmp_pat
             )
             if listed.returncode == 0 or time.monotonic() > deadline:
                 break
-            time.sleep(2)
+            time.sleep(0.5)
         assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-2000:]
     finally:
         # SIGKILL at once: the code server does not stop on SIGTERM within 30 s (it is a test

@@ -14,7 +14,6 @@ import dagster as dg
 import duckdb
 import pytest
 
-from dataflow_assets.landing.config import LandingConfig
 from dataflow_assets_tests.landing.rig import (
     BAD_LINES,
     LandingRig,
@@ -25,7 +24,6 @@ from dataflow_assets_tests.landing.rig import (
     ndjson,
     store_rows,
 )
-from dataflow_assets_tests.support import Harness
 
 
 def _kill_mid_run(rig: LandingRig, request: dg.RunRequest, stage: str, tmp: Path) -> None:
@@ -58,11 +56,8 @@ def _kill_mid_run(rig: LandingRig, request: dg.RunRequest, stage: str, tmp: Path
 
 @pytest.mark.parametrize("stage", ["transaction", "committed"])
 def test_kill_9_mid_ingest_then_each_file_once(
-    harness: Harness, landing: Path, tmp_path: Path, stage: str
+    rig: LandingRig, landing: Path, tmp_path: Path, stage: str
 ) -> None:
-    rig = LandingRig(
-        harness.instance, harness.db, LandingConfig(url=str(landing), settle_seconds=0)
-    )
     a, b = good_events(1, 50), good_events(1000, 7)
     (landing / "a.ndjson").write_text(ndjson(a, BAD_LINES))
     (landing / "b.ndjson").write_text(ndjson(b))

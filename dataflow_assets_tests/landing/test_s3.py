@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import duckdb
+import pytest
 
 from dataflow_assets.landing.config import LandingConfig
 from dataflow_assets_tests.landing.rig import (
@@ -21,7 +22,10 @@ from dataflow_assets_tests.servers import MotoServer
 from dataflow_assets_tests.support import Harness
 
 
-def _rig(harness: Harness, moto: MotoServer, bucket: str) -> LandingRig:
+@pytest.fixture
+def rig(harness: Harness, moto: MotoServer, bucket: str) -> LandingRig:
+    """The landing zone ``s3://<bucket>/drop/`` on the moto server (instead of the package's
+    local folder); objects settle on the second tick that sees them unchanged."""
     config = LandingConfig(
         url=f"s3://{bucket}/drop/", endpoint_url=moto.endpoint_url, settle_seconds=0
     )
@@ -29,10 +33,9 @@ def _rig(harness: Harness, moto: MotoServer, bucket: str) -> LandingRig:
 
 
 def test_objects_under_the_prefix_are_ingested_once(
-    harness: Harness, moto: MotoServer, bucket: str
+    rig: LandingRig, moto: MotoServer, bucket: str
 ) -> None:
     s3 = moto.client()
-    rig = _rig(harness, moto, bucket)
     a, b = good_events(1, 4), good_events(100, 2)
     s3.put_object(Bucket=bucket, Key="drop/a.ndjson", Body=ndjson(a, BAD_LINES).encode())
     s3.put_object(Bucket=bucket, Key="drop/2026/b.ndjson", Body=ndjson(b).encode())
@@ -71,10 +74,9 @@ def test_objects_under_the_prefix_are_ingested_once(
 
 
 def test_an_object_replaced_after_listing_is_read_in_its_new_version(
-    harness: Harness, moto: MotoServer, bucket: str
+    rig: LandingRig, moto: MotoServer, bucket: str
 ) -> None:
     s3 = moto.client()
-    rig = _rig(harness, moto, bucket)
     s3.put_object(Bucket=bucket, Key="drop/a.ndjson", Body=ndjson(good_events(1, 1)).encode())
     rig.tick()
     [request] = rig.tick()
@@ -88,10 +90,9 @@ def test_an_object_replaced_after_listing_is_read_in_its_new_version(
 
 
 def test_an_unreadable_object_is_reported_and_skipped(
-    harness: Harness, moto: MotoServer, bucket: str
+    rig: LandingRig, moto: MotoServer, bucket: str
 ) -> None:
     s3 = moto.client()
-    rig = _rig(harness, moto, bucket)
     good = good_events(1, 2)
     s3.put_object(Bucket=bucket, Key="drop/bad.parquet", Body=b"no parquet")
     s3.put_object(Bucket=bucket, Key="drop/good.ndjson", Body=ndjson(good).encode())
