@@ -289,7 +289,6 @@ def _infer(value: Any) -> PropertyType:
 
 def coerce(key: str, value: Any, kind: PropertyType) -> Any:
     """``value`` as a ``kind`` value, or BadRow naming the clash."""
-    clash = BadRow(f"{key}: {_show(value)} is not {_article(kind.value)} (the type {key} has)")
     if isinstance(value, _CsvText):
         text = str(value)
         if kind is PropertyType.STRING:
@@ -299,35 +298,40 @@ def coerce(key: str, value: Any, kind: PropertyType) -> Any:
                 return _boolean_text(key, text)
             if text in ("true", "false"):
                 return text == "true"
-            raise clash
+            raise _clash(key, value, kind)
         if kind is PropertyType.INTEGER:
             if INT_TEXT.fullmatch(text):
                 return _int64(key, int(text))
-            raise clash
+            raise _clash(key, value, kind)
         if kind is PropertyType.DECIMAL:
             if FLOAT_TEXT.fullmatch(text):
                 return _finite(key, float(text))
-            raise clash
+            raise _clash(key, value, kind)
         return _timestamp(key, text)
     if kind is PropertyType.STRING:
         if isinstance(value, str):
             return _unicode(key, value)
-        raise clash
+        raise _clash(key, value, kind)
     if kind is PropertyType.BOOLEAN:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and key in BOOLEAN_TEXT_KEYS:
             return _boolean_text(key, value)
-        raise clash
+        raise _clash(key, value, kind)
     if kind is PropertyType.INTEGER:
         if isinstance(value, int) and not isinstance(value, bool):
             return _int64(key, value)
-        raise clash
+        raise _clash(key, value, kind)
     if kind is PropertyType.DECIMAL:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return _finite(key, float(value))
-        raise clash
+        raise _clash(key, value, kind)
     return _timestamp(key, value)
+
+
+def _clash(key: str, value: Any, kind: PropertyType) -> BadRow:
+    # Built only when raised: the message costs more than the check.
+    return BadRow(f"{key}: {_show(value)} is not {_article(kind.value)} (the type {key} has)")
 
 
 def _boolean_text(key: str, text: str) -> bool:
