@@ -99,7 +99,7 @@ def ingest_file(
             if rejected == 0:
                 rejected_file.unlink(missing_ok=True)
             first, last = append_to_duckdb(
-                connect, db, path, staging, types.new_in_order(), rejected, in_transaction
+                connect, db, path, staging.staged(), types.new_in_order(), rejected, in_transaction
             )
             loaded = staging.rows
     except NeedsRowPath:

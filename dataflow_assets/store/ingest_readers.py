@@ -123,14 +123,18 @@ def _ndjson(
         block_file = Path(tmp) / "block.ndjson"
         for block in _blocks(stream):
             n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            yield _ndjson_block(con, block, line_base, block_file, known())
+            yield _ndjson_block(con, block, n_lines, line_base, block_file, known())
             line_base += n_lines
 
 
 def _ndjson_block(
-    con: duckdb.DuckDBPyConnection, block: bytes, line_base: int, block_file: Path, known: set[str]
+    con: duckdb.DuckDBPyConnection,
+    block: bytes,
+    n_lines: int,
+    line_base: int,
+    block_file: Path,
+    known: set[str],
 ) -> RawBatch:
-    n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
     keys = _candidate_keys(block, known)
     if block.isascii() or _is_utf8(block):
         # Optimistic: DuckDB reads the block as it is; if it returns one row a line, no line was
@@ -237,10 +241,14 @@ def _json_batch(
     # than Python, and drops keys it was not asked for)? Checked over the whole block first: with
     # blanks removed, every `"key":` of a line shows as `":`, so the block's count is at least
     # DuckDB's number of values, equal only if every line's is.
+    # What else DuckDB reads laxer than Python: a trailing comma (`,}`; in an array, `,]`, the
+    # value is nested and refused anyway) and a BOM at the start of its input (a BOM elsewhere
+    # makes DuckDB refuse the line, whose keys then do not add up). An explicit null has a key
+    # but no value, so it fails the count (the row path accepts the line).
     compact = body.translate(None, b" \t\r\n")
     total_present = pc.sum(table.column("_present")).as_py() or 0
-    suspicious = any(p in compact for p in (b",}", b",]", b":null", b"\xef\xbb\xbf"))
-    if compact.count(b'":') == total_present and not suspicious:
+    suspicious = b",}" in compact or body.startswith(b"\xef\xbb\xbf")
+    if not suspicious and compact.count(b'":') == total_present:
         pre_ok = _flags(True, len(lines))
     else:
         per_line = pc.split_pattern(pa.array([body], pa.large_binary()), b"\n").flatten()
@@ -463,9 +471,19 @@ def _parquet_record_batches(
             except (duckdb.Error, pa.ArrowException) as exc:
                 # Something DuckDB refuses (text that is not UTF-8, say): the row path decides.
                 raise NeedsRowPath(f"DuckDB cannot read {path}: {exc}") from exc
-            yield batch
+            yield _as_pyarrow_reads(batch, pf.schema_arrow)
     finally:
         cur.close()
+
+
+def _as_pyarrow_reads(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` (from DuckDB) in the types pyarrow reads (the row path's): timestamps in the
+    file's unit and zone, say, where DuckDB gives microseconds in "Etc/UTC"."""
+    columns = []
+    for field, column in zip(schema, batch.columns, strict=True):
+        want = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        columns.append(column if column.type == want else column.cast(want))
+    return pa.RecordBatch.from_arrays(columns, names=schema.names)
 
 
 def _parquet(
