@@ -39,6 +39,8 @@ from dataflow_assets.store.ingest_rows import (
     _CountingReader,
     _CsvText,
     _format_of,
+    csv_header,
+    csv_records,
 )
 
 Progress = Callable[[int], None]
@@ -271,14 +273,9 @@ def _csv(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
         io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="") as fh,
     ):
         header_reader = csv.reader(fh, strict=True)
-        try:
-            header = next(header_reader)
-        except StopIteration:
+        header = csv_header(path, header_reader)
+        if header is None:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UnreadableFile(
-                f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded"
-            ) from exc
         line_base = header_reader.line_num
         width = len(header)
         good_keys = [k for k in header if is_key(k)]
@@ -308,20 +305,12 @@ def _csv_records(
 ) -> tuple[list[tuple[int, list[str]]], int]:
     """(start line, fields) of every record starting in ``block``, by Python's strict reader;
     a record may run on into lines after the block. Returns them and the lines consumed."""
-    source = itertools.chain(block, fh)
-    reader = csv.reader(source, strict=True)
+    reader = csv.reader(itertools.chain(block, fh), strict=True)
     rows: list[tuple[int, list[str]]] = []
-    while reader.line_num < len(block):
-        start = line_base + reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UnreadableFile(
-                f"{path}: line {start}: unreadable CSV ({exc}); nothing loaded"
-            ) from exc
+    for start, values in csv_records(path, reader, line_base):
         rows.append((start, values))
+        if reader.line_num >= len(block):
+            break
     return rows, reader.line_num
 
 

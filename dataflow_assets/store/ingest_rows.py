@@ -190,26 +190,10 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
         return
     with _open_text(path, progress) as fh:
         reader = csv.reader(fh, strict=True)
-        try:
-            header = next(reader)
-        except StopIteration:
+        header = csv_header(path, reader)
+        if header is None:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UnreadableFile(
-                f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded"
-            ) from exc
-        while True:
-            start = reader.line_num + 1
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                # The reader cannot resume after this: fail the whole file rather than load a
-                # prefix of it and lose the rest.
-                raise UnreadableFile(
-                    f"{path}: line {start}: unreadable CSV ({exc}); nothing loaded"
-                ) from exc
+        for start, values in csv_records(path, reader):
             if len(values) != len(header):
                 yield (
                     start,
@@ -222,6 +206,37 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
                 k: (_CsvText(v) if v != "" else None) for k, v in zip(header, values, strict=True)
             }
             yield start, record, ",".join(values)
+
+
+def csv_header(path: Path, reader: Any) -> list[str] | None:
+    """The header of a strict ``csv.reader`` (None for an empty file); ``UnreadableFile`` when
+    it cannot be read."""
+    try:
+        return list(next(reader))
+    except StopIteration:
+        return None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise UnreadableFile(
+            f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded"
+        ) from exc
+
+
+def csv_records(path: Path, reader: Any, line_base: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """(line it starts on, fields) of each further record of a strict ``csv.reader``, its lines
+    counted from ``line_base``. A record the reader cannot read (a quote inside an unquoted
+    field, an unterminated quote, text that is not UTF-8) is ``UnreadableFile``: the reader
+    cannot resume after it, and a prefix of the file must not be loaded without the rest."""
+    while True:
+        start = line_base + reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise UnreadableFile(
+                f"{path}: line {start}: unreadable CSV ({exc}); nothing loaded"
+            ) from exc
+        yield start, values
 
 
 class _CsvText(str):
