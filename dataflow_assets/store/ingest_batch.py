@@ -204,10 +204,13 @@ def _row_path(
             continue
         known = {**start_known, **dynamic}
         known.update({k: t for k, (t, at) in setters.items() if at < line})
+        if isinstance(record, BadRow):
+            # Not raised: a raised error's traceback would hold this frame, and with it the
+            # whole batch, in a cycle until the next full garbage collection.
+            rejected.append((line, str(record), raw))
+            continue
         typer = _Typer(known)
         try:
-            if isinstance(record, BadRow):
-                raise record
             row = typer.row(record, line)
         except BadRow as exc:
             rejected.append((line, str(exc), raw or _raw_of(record)))

@@ -477,16 +477,20 @@ def ingest_file_rowwise(
         bad_out: IO[str] | None = None
         try:
             for index, (line_no, record, raw) in enumerate(_records(path, progress)):
-                try:
-                    if isinstance(record, BadRow):
-                        raise record
-                    writer.add(typer.row(record, index), index)
-                except BadRow as exc:
-                    if bad_out is None:
-                        bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
-                    rejected += 1
-                    entry = {"line": line_no, "reason": str(exc), "raw": raw or _raw_of(record)}
-                    bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+                if isinstance(record, BadRow):
+                    # Not raised: its traceback would keep this frame (and record) in a cycle.
+                    reason = str(record)
+                else:
+                    try:
+                        writer.add(typer.row(record, index), index)
+                        continue
+                    except BadRow as exc:
+                        reason = str(exc)
+                if bad_out is None:
+                    bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
+                rejected += 1
+                entry = {"line": line_no, "reason": reason, "raw": raw or _raw_of(record)}
+                bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
             writer.flush()
         finally:
             if bad_out is not None:
