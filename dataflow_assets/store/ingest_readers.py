@@ -430,12 +430,12 @@ def _duckdb_readable(schema: pa.Schema) -> bool:
 
 
 def _flags(value: bool, n: int) -> pa.Array:
-    return pa.repeat(pa.scalar(value), n)  # type: ignore[attr-defined]
+    return pa.repeat(pa.scalar(value), n)
 
 
 def _numbers(start: int, n: int) -> pa.Array:
     """start, start + 1, ..., start + n - 1 (int64), without a Python loop."""
-    ones = pa.repeat(pa.scalar(1, pa.int64()), n)  # type: ignore[attr-defined]
+    ones = pa.repeat(pa.scalar(1, pa.int64()), n)
     return pc.cumulative_sum(ones, start=start - 1)
 
 

@@ -94,7 +94,7 @@ class Staging:
 def _conform(batch: pa.RecordBatch, schema: pa.Schema, position: int) -> pa.RecordBatch:
     """``batch`` with ``schema``'s columns (nulls where it has none) and its rows' ``_pos``."""
     n = batch.num_rows
-    ones = pa.repeat(pa.scalar(1, pa.int64()), n)  # type: ignore[attr-defined]
+    ones = pa.repeat(pa.scalar(1, pa.int64()), n)
     columns = [pc.cumulative_sum(ones, start=position - 1)]
     names = set(batch.schema.names)
     for field in list(schema)[1:]:

@@ -196,7 +196,9 @@ def assert_same_as_oracle(name: str, write: Any, batch: int, seed_first: bool) -
         assert batch_store == rows_store, (batch_store, rows_store)
 
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+#: 20 files a format (each loaded four times: both paths, with and without a seeded store) keep
+#: the three tests at ~35 s together on this shared 2-core host; the strategies are unchanged.
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @SETTINGS
