@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataflow_assets.cli import main
@@ -206,6 +206,8 @@ json_values = st.recursive(
 )
 
 
+# 50 files rather than Hypothesis' 100: the ingest Hypothesis tests stay under a minute together.
+@settings(max_examples=50, deadline=None)
 @given(
     st.lists(
         st.one_of(
