@@ -123,6 +123,7 @@ def main() -> None:
         o_cpu = median([c for _w, c, _r in by["ours"]])
         d_cpu = median([c for _w, c, _r in by["duckdb"]])
         o_rss = median([r for _w, _c, r in by["ours"]])
+        paired = [d[0] / o[0] for o, d in zip(by["ours"], by["duckdb"], strict=True)]
         d_rss = median([r for _w, _c, r in by["duckdb"]])
         rows.append(
             [
@@ -134,7 +135,8 @@ def main() -> None:
                 f"{args.events / d_wall:,.0f}",
                 f"{d_cpu:.2f}",
                 f"{d_rss / 2**20:,.0f} MiB",
-                f"**{d_wall / o_wall:.2f}x**",
+                f"{d_wall / o_wall:.2f}x",
+                f"**{median(paired):.2f}x**",
                 f"{d_cpu / o_cpu:.2f}x",
             ]
         )
@@ -147,7 +149,8 @@ def main() -> None:
         "DuckDB events/s",
         "DuckDB CPU s",
         "DuckDB peak RSS",
-        "speed ours/DuckDB",
+        "speed ours/DuckDB (medians)",
+        "speed, paired runs",
         "CPU DuckDB/ours",
     ]
     print(f"\n{args.events:,} events, median of {args.repeat}; {_uptime()}\n")
