@@ -9,6 +9,12 @@ bad rows, see ``ingest_files.py``), interleaved ``--repeat`` times:
   seq, * FROM read_parquet/read_json/read_csv(FILE[, ignore_errors=true])`` into a new file.
 Both measured by ``/usr/bin/time -v``: wall, CPU seconds (user + system, all threads), peak RSS.
 Events/s counts the file's rows. Prints a Markdown table of medians.
+
+    uv run python bench/ingest_bench.py --memory-gb 5
+
+instead ingests one NDJSON file of at least 5 GB (copies of the 1%-bad file, see
+``ingest_files.big_ndjson``; check ``df -h`` first) with ``dataflow ingest`` alone, prints its
+size, wall, CPU seconds and peak RSS, and deletes the file and the store.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import OUT, ROOT, median, table
-from bench.ingest_files import FORMATS, make_file
+from bench.ingest_files import FORMATS, big_ndjson, make_file
 
 READERS = {"parquet": "read_parquet", "ndjson": "read_json", "csv": "read_csv"}
 
@@ -81,7 +87,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--formats", nargs="*", default=FORMATS)
     parser.add_argument("--bad", nargs="*", type=float, default=[0.0, 1.0])
+    parser.add_argument(
+        "--memory-gb", type=float, help="only ingest one NDJSON file of this many GB (peak RSS)"
+    )
     args = parser.parse_args()
+    if args.memory_gb:
+        memory(args.memory_gb, args.events)
+        return
     files = {
         (fmt, bad): make_file(args.events, fmt, bad) for fmt in args.formats for bad in args.bad
     }
@@ -111,6 +123,7 @@ def main() -> None:
         o_cpu = median([c for _w, c, _r in by["ours"]])
         d_cpu = median([c for _w, c, _r in by["duckdb"]])
         o_rss = median([r for _w, _c, r in by["ours"]])
+        paired = [d[0] / o[0] for o, d in zip(by["ours"], by["duckdb"], strict=True)]
         d_rss = median([r for _w, _c, r in by["duckdb"]])
         rows.append(
             [
@@ -122,7 +135,8 @@ def main() -> None:
                 f"{args.events / d_wall:,.0f}",
                 f"{d_cpu:.2f}",
                 f"{d_rss / 2**20:,.0f} MiB",
-                f"**{d_wall / o_wall:.2f}x**",
+                f"{d_wall / o_wall:.2f}x",
+                f"**{median(paired):.2f}x**",
                 f"{d_cpu / o_cpu:.2f}x",
             ]
         )
@@ -135,12 +149,32 @@ def main() -> None:
         "DuckDB events/s",
         "DuckDB CPU s",
         "DuckDB peak RSS",
-        "speed ours/DuckDB",
+        "speed ours/DuckDB (medians)",
+        "speed, paired runs",
         "CPU DuckDB/ours",
     ]
     print(f"\n{args.events:,} events, median of {args.repeat}; {_uptime()}\n")
     print(table(header, rows))
     os.rmdir(work) if not any(work.iterdir()) else None
+
+
+def memory(gigabytes: float, events: int) -> None:
+    """``dataflow ingest`` of one big NDJSON file: size, wall, CPU and peak RSS."""
+    path = big_ndjson(gigabytes, events)
+    db = Path(tempfile.mkdtemp(prefix="ingest-memory-", dir=OUT)) / "events.duckdb"
+    try:
+        print(f"# {path.name}: {path.stat().st_size / 1e9:.2f} GB; {_uptime()}", flush=True)
+        wall, cpu, rss, code = ours(path, db)
+        print(
+            f"{path.stat().st_size / 1e9:.2f} GB NDJSON: {wall:.0f} s, {cpu:.0f} CPU s, "
+            f"peak RSS {rss / 2**20:,.0f} MiB, exit {code}; {_uptime()}"
+        )
+    finally:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".rejected.ndjson").unlink(missing_ok=True)
+        for leftover in db.parent.iterdir():
+            leftover.unlink()
+        db.parent.rmdir()
 
 
 def _uptime() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import math
 import shutil
 import sys
 import time
@@ -97,6 +98,21 @@ def make_file(events: int, fmt: str, bad_percent: float, shape: str = "narrow") 
     if fmt.endswith(".gz"):
         _gzip(plain, path)
     print(f"# wrote {path} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    return path
+
+
+def big_ndjson(gigabytes: float, events: int = 500_000, shape: str = "narrow") -> Path:
+    """An NDJSON file of at least ``gigabytes`` GB: copies of the 1%-bad file of ``events``
+    events, one after the other (streamed, never in memory). The caller deletes it."""
+    part = make_file(events, "ndjson", 1.0, shape)
+    copies = max(1, math.ceil(gigabytes * 1e9 / part.stat().st_size))
+    path = part.with_name(f"{shape}-{events}x{copies}-bad1.ndjson")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as out:
+        for _ in range(copies):
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out, 16 << 20)
+    tmp.rename(path)
     return path
 
 

@@ -14,7 +14,9 @@ Contract (SPEC 1.1, the rules in ``ingest_rows``):
 
 How: a batch at a time (``ingest_readers`` -> ``ingest_batch``), validation and typing in an
 in-memory DuckDB; only the rows its SQL does not accept go through the row path, which accepts
-them or says why not. The typed batches are staged (``staging``) and appended under the lock.
+them or says why not. The typed batches are staged (``staging.Staging``) and appended under the
+lock by ``staging.append_to_duckdb``, the only step that knows the store: another store replaces
+that function alone (its contract is in its docstring), taking the same ``Staged`` rows.
 When the batch rules cannot decide a file's order of types (``NeedsRowPath``: a new key whose
 first row is rejected for another key's clash, a line DuckDB splits differently), the file is
 loaded by the row path alone (``ingest_rows.ingest_file_rowwise``): slower, same result.
@@ -99,7 +101,7 @@ def ingest_file(
             if rejected == 0:
                 rejected_file.unlink(missing_ok=True)
             first, last = append_to_duckdb(
-                connect, db, path, staging, types.new_in_order(), rejected, in_transaction
+                connect, db, path, staging.staged(), types.new_in_order(), rejected, in_transaction
             )
             loaded = staging.rows
     except NeedsRowPath:

@@ -124,10 +124,12 @@ def type_batch(con: duckdb.DuckDBPyConnection, batch: RawBatch, types: FileTypes
         ).to_arrow_table()
     finally:
         con.unregister("raw_batch")
-    ok = result.column("_ok").combine_chunks()
-    ok = pc.fill_null(ok, False)
-    good = result.filter(ok).drop_columns(["_ok"])
-    fallback = result.filter(pc.invert(ok)).column("_line").to_pylist()
+    ok = pc.fill_null(result.column("_ok").combine_chunks(), False)
+    if pc.all(ok).as_py():
+        good, fallback = result.drop_columns(["_ok"]), []
+    else:
+        good = result.filter(ok).drop_columns(["_ok"])
+        fallback = pc.filter(result.column("_line"), pc.invert(ok)).to_pylist()
     accepted, rejected = _row_path(batch, fallback, start_known, setters, types)
     rejected = sorted(batch.rejected + rejected)
     setter_lines = {line for _t, line in setters.values()}
@@ -202,10 +204,13 @@ def _row_path(
             continue
         known = {**start_known, **dynamic}
         known.update({k: t for k, (t, at) in setters.items() if at < line})
+        if isinstance(record, BadRow):
+            # Not raised: a raised error's traceback would hold this frame, and with it the
+            # whole batch, in a cycle until the next full garbage collection.
+            rejected.append((line, str(record), raw))
+            continue
         typer = _Typer(known)
         try:
-            if isinstance(record, BadRow):
-                raise record
             row = typer.row(record, line)
         except BadRow as exc:
             rejected.append((line, str(exc), raw or _raw_of(record)))

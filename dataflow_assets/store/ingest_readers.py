@@ -39,6 +39,8 @@ from dataflow_assets.store.ingest_rows import (
     _CountingReader,
     _CsvText,
     _format_of,
+    csv_header,
+    csv_records,
 )
 
 Progress = Callable[[int], None]
@@ -74,7 +76,7 @@ def raw_batches(
     """The file's batches in order; ``known()`` gives the keys typed so far (store and file)."""
     kind = _format_of(path)
     if kind == "parquet":
-        yield from _parquet(path, progress)
+        yield from _parquet(path, con, progress)
     elif kind == "ndjson":
         yield from _ndjson(path, con, known, progress)
     else:
@@ -123,19 +125,23 @@ def _ndjson(
         block_file = Path(tmp) / "block.ndjson"
         for block in _blocks(stream):
             n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            yield _ndjson_block(con, block, line_base, block_file, known())
+            yield _ndjson_block(con, block, n_lines, line_base, block_file, known())
             line_base += n_lines
 
 
 def _ndjson_block(
-    con: duckdb.DuckDBPyConnection, block: bytes, line_base: int, block_file: Path, known: set[str]
+    con: duckdb.DuckDBPyConnection,
+    block: bytes,
+    n_lines: int,
+    line_base: int,
+    block_file: Path,
+    known: set[str],
 ) -> RawBatch:
-    n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
     keys = _candidate_keys(block, known)
     if block.isascii() or _is_utf8(block):
         # Optimistic: DuckDB reads the block as it is; if it returns one row a line, no line was
         # blank (DuckDB skips those) and every row is at its line.
-        lines = pa.array(range(line_base + 1, line_base + 1 + n_lines), pa.int64())
+        lines = _numbers(line_base + 1, n_lines)
         table = _read_block(con, block, block_file, keys)
         if table is not None and len(table) == n_lines:
             return _json_batch(block, None, lines, table, keys, line_base, [])
@@ -231,17 +237,21 @@ def _json_batch(
         return _json_record(raw), raw
 
     if table is None:
-        pre_ok = pa.array([False] * len(lines), pa.bool_())
+        pre_ok = _flags(False, len(lines))
         return RawBatch(pa.table({"_line": lines, "_pre_ok": pre_ok}), [], {}, record, rejected)
     # Does each line hold exactly the key/value pairs DuckDB found (DuckDB reads JSON laxer
     # than Python, and drops keys it was not asked for)? Checked over the whole block first: with
     # blanks removed, every `"key":` of a line shows as `":`, so the block's count is at least
     # DuckDB's number of values, equal only if every line's is.
+    # What else DuckDB reads laxer than Python: a trailing comma (`,}`; in an array, `,]`, the
+    # value is nested and refused anyway) and a BOM at the start of its input (a BOM elsewhere
+    # makes DuckDB refuse the line, whose keys then do not add up). An explicit null has a key
+    # but no value, so it fails the count (the row path accepts the line).
     compact = body.translate(None, b" \t\r\n")
     total_present = pc.sum(table.column("_present")).as_py() or 0
-    suspicious = any(p in compact for p in (b",}", b",]", b":null", b"\xef\xbb\xbf"))
-    if compact.count(b'":') == total_present and not suspicious:
-        pre_ok = pa.array([True] * len(lines), pa.bool_())
+    suspicious = b",}" in compact or body.startswith(b"\xef\xbb\xbf")
+    if not suspicious and compact.count(b'":') == total_present:
+        pre_ok = _flags(True, len(lines))
     else:
         per_line = pc.split_pattern(pa.array([body], pa.large_binary()), b"\n").flatten()
         per_line = per_line.slice(0, len(lines)).cast(pa.large_string())
@@ -263,14 +273,9 @@ def _csv(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
         io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="") as fh,
     ):
         header_reader = csv.reader(fh, strict=True)
-        try:
-            header = next(header_reader)
-        except StopIteration:
+        header = csv_header(path, header_reader)
+        if header is None:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UnreadableFile(
-                f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded"
-            ) from exc
         line_base = header_reader.line_num
         width = len(header)
         good_keys = [k for k in header if is_key(k)]
@@ -300,20 +305,12 @@ def _csv_records(
 ) -> tuple[list[tuple[int, list[str]]], int]:
     """(start line, fields) of every record starting in ``block``, by Python's strict reader;
     a record may run on into lines after the block. Returns them and the lines consumed."""
-    source = itertools.chain(block, fh)
-    reader = csv.reader(source, strict=True)
+    reader = csv.reader(itertools.chain(block, fh), strict=True)
     rows: list[tuple[int, list[str]]] = []
-    while reader.line_num < len(block):
-        start = line_base + reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UnreadableFile(
-                f"{path}: line {start}: unreadable CSV ({exc}); nothing loaded"
-            ) from exc
+    for start, values in csv_records(path, reader, line_base):
         rows.append((start, values))
+        if reader.line_num >= len(block):
+            break
     return rows, reader.line_num
 
 
@@ -330,7 +327,7 @@ def _csv_batch(
         lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
         if text.endswith("\n"):
             lines = lines.slice(0, len(lines) - 1)
-        numbers = pa.array(range(line_base + 1, line_base + 1 + len(lines)), pa.int64())
+        numbers = _numbers(line_base + 1, len(lines))
         fields = pc.split_pattern(lines, ",")
         counts = pc.list_value_length(fields)
         blank = pc.equal(lines, "")
@@ -380,10 +377,10 @@ def _csv_batch(
 
     if not all_good:
         # A bad or repeated header key: every row is the row path's to judge.
-        pre_ok = pa.array([False] * len(numbers), pa.bool_())
+        pre_ok = _flags(False, len(numbers))
         columns = {}
     else:
-        pre_ok = pa.array([True] * len(numbers), pa.bool_())
+        pre_ok = _flags(True, len(numbers))
     table = pa.table({"_line": numbers, "_pre_ok": pre_ok, **columns})
     keys = list(columns)
     return RawBatch(table, keys, dict.fromkeys(keys, "text"), record, rejected)
@@ -419,13 +416,74 @@ def _form(dtype: pa.DataType) -> str | None:
     return "other"
 
 
-def _parquet(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
+#: Parquet column types DuckDB reads into the same Arrow values as pyarrow (the row path's
+#: reader); a file with any other type, or repeated names, is read by pyarrow.
+def _duckdb_readable(schema: pa.Schema) -> bool:
+    def simple(dtype: pa.DataType) -> bool:
+        if pa.types.is_dictionary(dtype):
+            return simple(dtype.value_type)
+        form = _form(dtype)
+        return form is not None and form != "other" and not pa.types.is_large_string(dtype)
+
+    names = schema.names
+    return len(set(names)) == len(names) and all(simple(f.type) for f in schema)
+
+
+def _flags(value: bool, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value), n)
+
+
+def _numbers(start: int, n: int) -> pa.Array:
+    """start, start + 1, ..., start + n - 1 (int64), without a Python loop."""
+    ones = pa.repeat(pa.scalar(1, pa.int64()), n)
+    return pc.cumulative_sum(ones, start=start - 1)
+
+
+def _parquet_record_batches(
+    path: Path, pf: pq.ParquetFile, con: duckdb.DuckDBPyConnection
+) -> Iterator[pa.RecordBatch]:
+    if not _duckdb_readable(pf.schema_arrow):
+        yield from pf.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+        return
+    # DuckDB decodes Parquet ~3x cheaper than pyarrow here (and on every core); its own cursor,
+    # as the batches are typed on ``con`` meanwhile.
+    cur = con.cursor()
+    try:
+        reader = cur.sql("SELECT * FROM read_parquet(?)", params=[str(path)]).to_arrow_reader(
+            PARQUET_BATCH_ROWS
+        )
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (duckdb.Error, pa.ArrowException) as exc:
+                # Something DuckDB refuses (text that is not UTF-8, say): the row path decides.
+                raise NeedsRowPath(f"DuckDB cannot read {path}: {exc}") from exc
+            yield _as_pyarrow_reads(batch, pf.schema_arrow)
+    finally:
+        cur.close()
+
+
+def _as_pyarrow_reads(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` (from DuckDB) in the types pyarrow reads (the row path's): timestamps in the
+    file's unit and zone, say, where DuckDB gives microseconds in "Etc/UTC"."""
+    columns = []
+    for field, column in zip(schema, batch.columns, strict=True):
+        want = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        columns.append(column if column.type == want else column.cast(want))
+    return pa.RecordBatch.from_arrays(columns, names=schema.names)
+
+
+def _parquet(
+    path: Path, con: duckdb.DuckDBPyConnection, progress: Progress | None
+) -> Iterator[RawBatch]:
     pf = pq.ParquetFile(path)
     size = path.stat().st_size
     total = max(pf.metadata.num_rows, 1)
     line_base = 0
     reported = 0
-    for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+    for batch in _parquet_record_batches(path, pf, con):
         names = batch.schema.names
         all_good = all(is_key(k) for k in names) and len(set(names)) == len(names)
         columns: dict[str, Any] = {}
@@ -444,8 +502,8 @@ def _parquet(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
             columns[name] = column
             forms[name] = form
         n = batch.num_rows
-        numbers = pa.array(range(line_base + 1, line_base + 1 + n), pa.int64())
-        pre_ok = pa.array([all_good] * n, pa.bool_())
+        numbers = _numbers(line_base + 1, n)
+        pre_ok = _flags(all_good, n)
         table = pa.table({"_line": numbers, "_pre_ok": pre_ok, **columns})
 
         def record(line: int, batch: pa.RecordBatch = batch, base: int = line_base) -> Any:

@@ -190,26 +190,10 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
         return
     with _open_text(path, progress) as fh:
         reader = csv.reader(fh, strict=True)
-        try:
-            header = next(reader)
-        except StopIteration:
+        header = csv_header(path, reader)
+        if header is None:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UnreadableFile(
-                f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded"
-            ) from exc
-        while True:
-            start = reader.line_num + 1
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                # The reader cannot resume after this: fail the whole file rather than load a
-                # prefix of it and lose the rest.
-                raise UnreadableFile(
-                    f"{path}: line {start}: unreadable CSV ({exc}); nothing loaded"
-                ) from exc
+        for start, values in csv_records(path, reader):
             if len(values) != len(header):
                 yield (
                     start,
@@ -222,6 +206,37 @@ def _records(path: Path, progress: Progress | None) -> Iterator[tuple[int, Any, 
                 k: (_CsvText(v) if v != "" else None) for k, v in zip(header, values, strict=True)
             }
             yield start, record, ",".join(values)
+
+
+def csv_header(path: Path, reader: Any) -> list[str] | None:
+    """The header of a strict ``csv.reader`` (None for an empty file); ``UnreadableFile`` when
+    it cannot be read."""
+    try:
+        return list(next(reader))
+    except StopIteration:
+        return None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise UnreadableFile(
+            f"{path}: line 1: unreadable CSV header ({exc}); nothing loaded"
+        ) from exc
+
+
+def csv_records(path: Path, reader: Any, line_base: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """(line it starts on, fields) of each further record of a strict ``csv.reader``, its lines
+    counted from ``line_base``. A record the reader cannot read (a quote inside an unquoted
+    field, an unterminated quote, text that is not UTF-8) is ``UnreadableFile``: the reader
+    cannot resume after it, and a prefix of the file must not be loaded without the rest."""
+    while True:
+        start = line_base + reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise UnreadableFile(
+                f"{path}: line {start}: unreadable CSV ({exc}); nothing loaded"
+            ) from exc
+        yield start, values
 
 
 class _CsvText(str):
@@ -289,7 +304,6 @@ def _infer(value: Any) -> PropertyType:
 
 def coerce(key: str, value: Any, kind: PropertyType) -> Any:
     """``value`` as a ``kind`` value, or BadRow naming the clash."""
-    clash = BadRow(f"{key}: {_show(value)} is not {_article(kind.value)} (the type {key} has)")
     if isinstance(value, _CsvText):
         text = str(value)
         if kind is PropertyType.STRING:
@@ -299,35 +313,40 @@ def coerce(key: str, value: Any, kind: PropertyType) -> Any:
                 return _boolean_text(key, text)
             if text in ("true", "false"):
                 return text == "true"
-            raise clash
+            raise _clash(key, value, kind)
         if kind is PropertyType.INTEGER:
             if INT_TEXT.fullmatch(text):
                 return _int64(key, int(text))
-            raise clash
+            raise _clash(key, value, kind)
         if kind is PropertyType.DECIMAL:
             if FLOAT_TEXT.fullmatch(text):
                 return _finite(key, float(text))
-            raise clash
+            raise _clash(key, value, kind)
         return _timestamp(key, text)
     if kind is PropertyType.STRING:
         if isinstance(value, str):
             return _unicode(key, value)
-        raise clash
+        raise _clash(key, value, kind)
     if kind is PropertyType.BOOLEAN:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and key in BOOLEAN_TEXT_KEYS:
             return _boolean_text(key, value)
-        raise clash
+        raise _clash(key, value, kind)
     if kind is PropertyType.INTEGER:
         if isinstance(value, int) and not isinstance(value, bool):
             return _int64(key, value)
-        raise clash
+        raise _clash(key, value, kind)
     if kind is PropertyType.DECIMAL:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return _finite(key, float(value))
-        raise clash
+        raise _clash(key, value, kind)
     return _timestamp(key, value)
+
+
+def _clash(key: str, value: Any, kind: PropertyType) -> BadRow:
+    # Built only when raised: the message costs more than the check.
+    return BadRow(f"{key}: {_show(value)} is not {_article(kind.value)} (the type {key} has)")
 
 
 def _boolean_text(key: str, text: str) -> bool:
@@ -458,16 +477,20 @@ def ingest_file_rowwise(
         bad_out: IO[str] | None = None
         try:
             for index, (line_no, record, raw) in enumerate(_records(path, progress)):
-                try:
-                    if isinstance(record, BadRow):
-                        raise record
-                    writer.add(typer.row(record, index), index)
-                except BadRow as exc:
-                    if bad_out is None:
-                        bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
-                    rejected += 1
-                    entry = {"line": line_no, "reason": str(exc), "raw": raw or _raw_of(record)}
-                    bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+                if isinstance(record, BadRow):
+                    # Not raised: its traceback would keep this frame (and record) in a cycle.
+                    reason = str(record)
+                else:
+                    try:
+                        writer.add(typer.row(record, index), index)
+                        continue
+                    except BadRow as exc:
+                        reason = str(exc)
+                if bad_out is None:
+                    bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
+                rejected += 1
+                entry = {"line": line_no, "reason": reason, "raw": raw or _raw_of(record)}
+                bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
             writer.flush()
         finally:
             if bad_out is not None:

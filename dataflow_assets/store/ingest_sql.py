@@ -72,27 +72,11 @@ def inferred_sql(key: str, cell: str, form: str) -> str:
     if fixed is not None:
         return f"CASE WHEN ({value_sql(key, cell, form, fixed)}) IS NOT NULL THEN '{fixed}' END"
     if form == "json":
-        s = f"df_json_str({cell})"
-        return (
-            f"CASE WHEN {cell} IN ('true', 'false') THEN 'boolean' "
-            f"WHEN regexp_full_match({cell}, '{JSON_INT_RE}') THEN "
-            f"CASE WHEN TRY_CAST({cell} AS BIGINT) IS NOT NULL THEN 'integer' END "
-            f"WHEN regexp_full_match({cell}, '{JSON_NUMBER_RE}') THEN "
-            f"CASE WHEN isfinite(TRY_CAST({cell} AS DOUBLE)) THEN 'decimal' END "
-            f"WHEN left({cell}, 1) = '\"' THEN "
-            f"CASE WHEN NOT regexp_full_match({s}, '{ISO_ZONED_RE}') THEN 'string' "
-            f"WHEN df_ts({s}) IS NOT NULL THEN 'timestamp' END END"
+        return _inferred_text(
+            cell, f"df_json_str({cell})", JSON_INT_RE, JSON_NUMBER_RE, quoted=True
         )
     if form == "text":
-        return (
-            f"CASE WHEN {cell} IN ('true', 'false') THEN 'boolean' "
-            f"WHEN regexp_full_match({cell}, '{INT_RE}') THEN "
-            f"CASE WHEN TRY_CAST({cell} AS BIGINT) IS NOT NULL THEN 'integer' END "
-            f"WHEN regexp_full_match({cell}, '{FLOAT_RE}') THEN "
-            f"CASE WHEN isfinite(TRY_CAST({cell} AS DOUBLE)) THEN 'decimal' END "
-            f"WHEN NOT regexp_full_match({cell}, '{ISO_ZONED_RE}') THEN 'string' "
-            f"WHEN df_ts({cell}) IS NOT NULL THEN 'timestamp' END"
-        )
+        return _inferred_text(cell, cell, INT_RE, FLOAT_RE, quoted=False)
     natural = {
         "int": PropertyType.INTEGER,
         "uint64": PropertyType.INTEGER,
@@ -110,24 +94,53 @@ def inferred_sql(key: str, cell: str, form: str) -> str:
     return "NULL"
 
 
+def _inferred_text(cell: str, text: str, int_re: str, number_re: str, *, quoted: bool) -> str:
+    """``inferred_sql`` of a text cell (``ingest_rows._infer``): ``text`` is the cell's string
+    value, which a JSON cell has only when ``quoted``."""
+    string = f"WHEN left({cell}, 1) = '\"' THEN " if quoted else "WHEN true THEN "
+    return (
+        f"CASE WHEN {cell} IN ('true', 'false') THEN 'boolean' "
+        f"WHEN regexp_full_match({cell}, '{int_re}') THEN "
+        f"CASE WHEN TRY_CAST({cell} AS BIGINT) IS NOT NULL THEN 'integer' END "
+        f"WHEN regexp_full_match({cell}, '{number_re}') THEN "
+        f"CASE WHEN isfinite(TRY_CAST({cell} AS DOUBLE)) THEN 'decimal' END "
+        f"{string}"
+        f"CASE WHEN NOT regexp_full_match({text}, '{ISO_ZONED_RE}') THEN 'string' "
+        f"WHEN df_ts({text}) IS NOT NULL THEN 'timestamp' END END"
+    )
+
+
+def _literal_boolean(c: str) -> str:
+    return f"CASE WHEN {c} IN ('true', 'false') THEN {c} = 'true' END"
+
+
+def _text_boolean(text: str) -> str:
+    """``BOOLEAN_TEXT_KEYS``' text forms: "true"/"false" in any case."""
+    return f"CASE WHEN lower({text}) IN ('true', 'false') THEN lower({text}) = 'true' END"
+
+
+def _guarded_number(c: str, form_re: str, kind: PropertyType) -> str:
+    """``c`` cast to ``kind`` (integer or decimal) when it has the form ``form_re`` (DuckDB's
+    casts alone are laxer than the row path: ``'1.5'`` would be the BIGINT 2)."""
+    if kind is PropertyType.INTEGER:
+        return f"CASE WHEN regexp_full_match({c}, '{form_re}') THEN TRY_CAST({c} AS BIGINT) END"
+    return (
+        f"CASE WHEN regexp_full_match({c}, '{form_re}') THEN df_finite(TRY_CAST({c} AS DOUBLE)) END"
+    )
+
+
 def _json_value(key: str, c: str, kind: PropertyType) -> str:
     if kind is PropertyType.STRING:
         return f"df_json_str({c})"
     if kind is PropertyType.BOOLEAN:
         if key in BOOLEAN_TEXT_KEYS:
-            return (
-                f"CASE WHEN {c} IN ('true', 'false') THEN {c} = 'true' "
-                f"WHEN lower(df_json_str({c})) IN ('true', 'false') "
-                f"THEN lower(df_json_str({c})) = 'true' END"
-            )
-        return f"CASE WHEN {c} IN ('true', 'false') THEN {c} = 'true' END"
+            text = _text_boolean(f"df_json_str({c})")
+            return f"coalesce({_literal_boolean(c)}, {text})"
+        return _literal_boolean(c)
     if kind is PropertyType.INTEGER:
-        return f"CASE WHEN regexp_full_match({c}, '{JSON_INT_RE}') THEN TRY_CAST({c} AS BIGINT) END"
+        return _guarded_number(c, JSON_INT_RE, kind)
     if kind is PropertyType.DECIMAL:
-        return (
-            f"CASE WHEN regexp_full_match({c}, '{JSON_NUMBER_RE}') "
-            f"THEN df_finite(TRY_CAST({c} AS DOUBLE)) END"
-        )
+        return _guarded_number(c, JSON_NUMBER_RE, kind)
     return f"df_ts(df_json_str({c}))"
 
 
@@ -135,49 +148,36 @@ def _text_value(key: str, c: str, kind: PropertyType) -> str:
     if kind is PropertyType.STRING:
         return c
     if kind is PropertyType.BOOLEAN:
-        if key in BOOLEAN_TEXT_KEYS:
-            return f"CASE WHEN lower({c}) IN ('true', 'false') THEN lower({c}) = 'true' END"
-        return f"CASE WHEN {c} IN ('true', 'false') THEN {c} = 'true' END"
+        return _text_boolean(c) if key in BOOLEAN_TEXT_KEYS else _literal_boolean(c)
     if kind is PropertyType.INTEGER:
-        return f"CASE WHEN regexp_full_match({c}, '{INT_RE}') THEN TRY_CAST({c} AS BIGINT) END"
+        return _guarded_number(c, INT_RE, kind)
     if kind is PropertyType.DECIMAL:
-        return (
-            f"CASE WHEN regexp_full_match({c}, '{FLOAT_RE}') "
-            f"THEN df_finite(TRY_CAST({c} AS DOUBLE)) END"
-        )
+        return _guarded_number(c, FLOAT_RE, kind)
     return f"df_ts({c})"
 
 
 def _arrow_value(key: str, c: str, form: str, kind: PropertyType) -> str:
-    if form == "int":
-        if kind is PropertyType.INTEGER:
-            return f"{c}::BIGINT"
+    if form in ("int", "uint64"):
         if kind is PropertyType.DECIMAL:
             return f"{c}::DOUBLE"
-        return "NULL"
-    if form == "uint64":
-        if kind is PropertyType.INTEGER:
-            return f"CASE WHEN {c} <= 9223372036854775807 THEN {c}::BIGINT END"
-        if kind is PropertyType.DECIMAL:
-            return f"{c}::DOUBLE"
-        return "NULL"
+        if kind is not PropertyType.INTEGER:
+            return "NULL"
+        return (
+            f"{c}::BIGINT"
+            if form == "int"
+            else f"CASE WHEN {c} <= {2**63 - 1} THEN {c}::BIGINT END"
+        )
     if form == "float":
         return f"df_finite({c}::DOUBLE)" if kind is PropertyType.DECIMAL else "NULL"
     if form == "bool":
         return c if kind is PropertyType.BOOLEAN else "NULL"
     if form == "timestamp":
-        if kind is not PropertyType.TIMESTAMP:
-            return "NULL"
-        return (
-            f"CASE WHEN {c}::TIMESTAMPTZ >= TIMESTAMPTZ '1000-01-01 00:00:00+00' AND "
-            f"{c}::TIMESTAMPTZ < TIMESTAMPTZ '9999-12-31 00:00:00+00' THEN {c}::TIMESTAMPTZ END"
-        )
+        return f"df_ts_range({c}::TIMESTAMPTZ)" if kind is PropertyType.TIMESTAMP else "NULL"
     if form == "string":
         if kind is PropertyType.STRING:
             return c
         if kind is PropertyType.TIMESTAMP:
             return f"df_ts({c})"
         if kind is PropertyType.BOOLEAN and key in BOOLEAN_TEXT_KEYS:
-            return f"CASE WHEN lower({c}) IN ('true', 'false') THEN lower({c}) = 'true' END"
-        return "NULL"
+            return _text_boolean(c)
     return "NULL"

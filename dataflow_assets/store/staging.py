@@ -1,74 +1,84 @@
-"""Typed batches of one file, held until the whole file is read, then appended to the store.
+"""Typed rows of one file, held until the whole file is read, then appended to the store.
 
-``Staging`` keeps the validated, typed Arrow batches of a file in memory up to
-``MEMORY_BYTES`` and spills the rest to Parquet files in a temporary folder, so memory stays
-bounded whatever the file's size. Each batch carries ``_pos``, its rows' position among the
-file's accepted rows (1, 2, ...): the insertion sequence is ``base + _pos``, ``base`` being the
-store's last sequence when the write lock is taken.
+``Staging`` keeps the validated, typed Arrow tables of a file in memory up to ``MEMORY_BYTES``
+and writes the rest to Arrow IPC files in a temporary folder (a copy, no encoding: cheaper than
+Parquet), so memory stays bounded whatever the file's size. ``Staging.staged()`` hands them on as
+``Staged``: the rows in file order, streamed as record batches with their position ``_pos``
+among the file's accepted rows (1, 2, ...). The insertion sequence is ``base + _pos``, ``base``
+being the store's last sequence when the write lock is taken.
 
-``append_to_duckdb`` is the store half of ingest: under the store's write lock, in one
-transaction, it adds the file's new property columns and registry rows, inserts the batches in
-order (so the sequence follows physical insertion order) and records the load. Another store
-(PostgreSQL) needs only its own version of this function.
+``append_to_duckdb`` is the store half of ingest (see its contract): the only step under the
+store's write lock. Another store (PostgreSQL) needs only its own version of that function; it
+gets the same ``Staged`` rows and new property types.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from dataflow_assets.store.schema import PropertyType, max_seq, property_types, quote
 
-MEMORY_BYTES = 128 << 20
-#: Spill whatever the accounting says once the process is this big: batches typed by DuckDB may
-#: keep buffers of DuckDB's own allocator alive, which Arrow's ``nbytes`` undercounts.
-RSS_SPILL_BYTES = 512 << 20
-
-
-def _rss() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
+#: Staged Arrow data kept in memory; past it, tables go to IPC files.
+MEMORY_BYTES = 64 << 20
 
 Connect = Callable[..., AbstractContextManager[Any]]
+InTransactionHook = Callable[[Any, int | None, int | None], None]
 
 
 class Staging:
-    """Accepted rows of one file, in order, as Arrow batches (in memory, then spilled)."""
+    """Accepted rows of one file, in order, as Arrow tables (in memory, then in IPC files)."""
 
     def __init__(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="dataflow-ingest-")
         self.items: list[pa.Table | Path] = []
         self.rows = 0
+        self.columns: dict[str, pa.DataType] = {}
         self._in_memory = 0
 
     def add(self, table: pa.Table) -> None:
-        """Stage ``table`` (``_line`` + typed columns, in line order)."""
+        """Stage ``table`` (``_line`` + typed columns of ``PropertyType.arrow`` types, in line
+        order)."""
         if len(table) == 0:
             return
-        positions = pa.array(range(self.rows + 1, self.rows + 1 + len(table)), pa.int64())
-        table = table.drop_columns(["_line"]).append_column("_pos", positions)
+        table = table.drop_columns(["_line"])
+        for field in table.schema:
+            self.columns.setdefault(field.name, field.type)
         self.rows += len(table)
-        if self._in_memory + table.nbytes > MEMORY_BYTES or _rss() > RSS_SPILL_BYTES:
-            path = Path(self._tmp.name) / f"chunk_{len(self.items):06d}.parquet"
-            pq.write_table(table, path, compression="lz4")
+        if self._in_memory + table.nbytes > MEMORY_BYTES:
+            path = Path(self._tmp.name) / f"chunk_{len(self.items):06d}.arrow"
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                out.write_table(table)
             self.items.append(path)
         else:
             self._in_memory += table.nbytes
             self.items.append(table)
 
-    def batches(self) -> Iterator[tuple[str, pa.Table | Path]]:
-        yield from ((f"stage_{i}", item) for i, item in enumerate(self.items))
+    def staged(self) -> Staged:
+        """The staged rows, for the final append (valid until ``close``)."""
+        return Staged(self.rows, dict(self.columns), self._batches)
+
+    def _batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        position = 1
+        for item in self.items:
+            if isinstance(item, Path):
+                with pa.OSFile(str(item), "rb") as source:
+                    reader = pa.ipc.open_file(source)
+                    for i in range(reader.num_record_batches):
+                        batch = reader.get_batch(i)
+                        yield _conform(batch, schema, position)
+                        position += batch.num_rows
+            else:
+                for batch in item.to_batches():
+                    yield _conform(batch, schema, position)
+                    position += batch.num_rows
 
     def close(self) -> None:
         self.items.clear()
@@ -79,6 +89,45 @@ class Staging:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema, position: int) -> pa.RecordBatch:
+    """``batch`` with ``schema``'s columns (nulls where it has none) and its rows' ``_pos``."""
+    n = batch.num_rows
+    ones = pa.repeat(pa.scalar(1, pa.int64()), n)
+    columns = [pc.cumulative_sum(ones, start=position - 1)]
+    names = set(batch.schema.names)
+    for field in list(schema)[1:]:
+        if field.name in names:
+            column = batch.column(field.name)
+            # The same type, but maybe another spelling of UTC ("Etc/UTC" from DuckDB).
+            columns.append(column if column.type == field.type else column.cast(field.type))
+        else:
+            columns.append(pa.nulls(n, field.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+@dataclass
+class Staged:
+    """The validated, typed rows of one file, ready to append.
+
+    ``rows`` rows; ``columns`` the typed columns any row has (key -> Arrow type, that of the
+    key's ``PropertyType``). ``reader()`` streams them once, in file order, as record batches
+    of ``_pos`` (int64, 1..rows: the row's position, so its insertion sequence is
+    ``base + _pos``) and every column of ``columns`` (null where a row has no value).
+    """
+
+    rows: int
+    columns: dict[str, pa.DataType]
+    _batches: Callable[[pa.Schema], Iterator[pa.RecordBatch]]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field("_pos", pa.int64()), *self.columns.items()])
+
+    def reader(self) -> pa.RecordBatchReader:
+        schema = self.schema
+        return pa.RecordBatchReader.from_batches(schema, self._batches(schema))
 
 
 class ConcurrentTypeError(RuntimeError):
@@ -111,30 +160,45 @@ def append_to_duckdb(
     connect: Connect,
     db: Path,
     source: Path,
-    staging: Staging,
+    staged: Staged,
     new_types: dict[str, tuple[PropertyType, int]],
     rejected: int,
-    in_transaction: Callable[[Any, int | None, int | None], None] | None = None,
+    in_transaction: InTransactionHook | None = None,
 ) -> tuple[int | None, int | None]:
-    """Append the staged rows in one transaction; return the sequence range given to them.
+    """The final append of one file: the only step that holds the store's write lock.
 
-    ``in_transaction(con, first, last)``, if given, runs inside that transaction before COMMIT
-    (see ``ingest_rows.InTransaction``).
-
-    ``new_types``: the file's new keys -> (type, line that introduced it), in the order their
-    columns are to be added."""
+    Contract (another store's version does the same):
+    - in one transaction: take ``base``, the store's last insertion sequence; add the file's
+      new keys ``new_types`` (key -> (type, line that introduced it), in the order their
+      columns are to be added) as columns and registry rows first seen at ``base + 1``
+      (``register_properties``: a concurrent load's disagreeing type is ``ConcurrentTypeError``);
+      append ``staged``'s rows in order with ``ingest_seq = base + _pos`` (so the sequence
+      follows file order and physical insertion order); record the load in ``loads`` (source,
+      rows, ``rejected``, sequence range); run ``in_transaction(con, first, last)`` (see
+      ``ingest_rows.InTransaction``); commit. Any error rolls all of it back.
+    - returns ``(first, last)``, the sequence range given to the rows, ``(None, None)`` when
+      ``staged`` has no rows.
+    """
     with connect(db, read_only=False) as con:
         # The insert streams the staged batches; past this DuckDB spills to disk instead of
         # holding a big file's rows in memory.
         con.execute("SET memory_limit = '256MB'")
+        if staged.rows:
+            # Registered outside the transaction: unregistering inside an aborted one fails.
+            con.register("staged_rows", staged.reader())
         con.execute("BEGIN TRANSACTION")
         try:
             base = max_seq(con)
-            # in the order they came
             register_properties(con, source, [(k, t) for k, (t, _line) in new_types.items()], base)
-            for name, item in staging.batches():
-                insert_batch(con, name, item, base)
-            count = staging.rows
+            count = staged.rows
+            if count:
+                # One statement for the whole file: DuckDB fills whole row groups, and its
+                # preserve_insertion_order (the default) keeps the stream's order.
+                select = ", ".join(quote(c) for c in staged.columns)
+                con.execute(
+                    f"INSERT INTO events BY NAME SELECT {base} + _pos AS ingest_seq, {select} "
+                    "FROM staged_rows"
+                )
             first = base + 1 if count else None
             last = base + count if count else None
             con.execute(
@@ -147,24 +211,7 @@ def append_to_duckdb(
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        finally:
+            if staged.rows:
+                con.unregister("staged_rows")
     return first, last
-
-
-def insert_batch(con: Any, name: str, item: pa.Table | Path, base: int) -> None:
-    """Insert one staged batch; its rows keep their order (DuckDB's preserve_insertion_order,
-    on by default, keeps the order of the scanned batch: no sort needed)."""
-    if isinstance(item, Path):
-        names = pq.read_schema(item).names
-        source = f"read_parquet('{item}')"
-    else:
-        names = item.column_names
-        con.register(name, item)
-        source = name
-    select = ", ".join(quote(c) for c in names if c != "_pos")
-    try:
-        con.execute(
-            f"INSERT INTO events BY NAME SELECT {base} + _pos AS ingest_seq, {select} FROM {source}"
-        )
-    finally:
-        if not isinstance(item, Path):
-            con.unregister(name)
