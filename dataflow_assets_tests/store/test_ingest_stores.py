@@ -9,7 +9,6 @@ import csv
 import datetime as dt
 import gzip
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from dataflow_assets.store import postgres_ingest
 from dataflow_assets.store.ingest import ingest_file
 from dataflow_assets.store.location import StoreLocation, is_postgres
 from dataflow_assets.store.postgres import Append
-from dataflow_assets.store.staging import ConcurrentTypeError
 from dataflow_assets_tests.support import event, write_ndjson
 
 T = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
@@ -224,47 +222,3 @@ def postgres_ingest_store(url: StoreLocation):
     from dataflow_assets.store.backend import postgres_store
 
     return postgres_store(url)
-
-
-@pytest.mark.parametrize("store", ["postgres"], indirect=True)
-def test_a_new_key_typed_otherwise_by_a_concurrent_load_loads_nothing(
-    store: StoreLocation, tmp_path: Path
-) -> None:
-    """Two files bring the same new key with two types; the second to take the append lock is
-    refused whole (as in the DuckDB store), and the first is unharmed."""
-    ingest_file(store, write_ndjson(tmp_path / "seed.ndjson", [event(1, T)]))
-    inside, release = threading.Event(), threading.Event()
-
-    def hold(*_args: Any) -> None:
-        inside.set()
-        release.wait(60)
-
-    first: list[Any] = []
-    thread = threading.Thread(
-        target=lambda: first.append(
-            ingest_file(
-                store,
-                write_ndjson(tmp_path / "a.ndjson", [event(2, T, shared="text")]),
-                in_transaction=hold,
-            )
-        ),
-        daemon=True,
-    )
-    thread.start()
-    assert inside.wait(60)
-    errors: list[BaseException] = []
-
-    def second() -> None:
-        try:
-            ingest_file(store, write_ndjson(tmp_path / "b.ndjson", [event(3, T, shared=5)]))
-        except BaseException as exc:
-            errors.append(exc)
-
-    other = threading.Thread(target=second, daemon=True)
-    other.start()
-    release.set()
-    thread.join(60)
-    other.join(60)
-    assert first and first[0].loaded == 1
-    assert errors and isinstance(errors[0], ConcurrentTypeError), errors
-    assert [r["event_id"] for r in rows(store)] == [1, 2]
