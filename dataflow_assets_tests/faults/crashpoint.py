@@ -60,9 +60,10 @@ def _wrap_destinations(put_file: Any = None, put_bytes: Any = None) -> None:
 def install(stage: str, k: int) -> None:
     if stage == "staging":
         import dataflow_assets.generation as generation
+        import dataflow_assets.store.duckdb_store as duckdb_store
         import dataflow_assets.store.window as window
 
-        stage_window, connect = window.stage_window, window.connect
+        stage_window, connect = window.stage_window, duckdb_store.connect
         opened = 0
 
         @contextmanager
@@ -75,7 +76,7 @@ def install(stage: str, k: int) -> None:
                 yield con
 
         def staging(db: Any, query: Any, folder: Any, slice_seq: int = STAGING_SLICE) -> Any:
-            window.connect = dying_connect
+            duckdb_store.connect = dying_connect  # the DuckDB store's reads
             return stage_window(db, query, folder, slice_seq=STAGING_SLICE)
 
         generation.stage_window = staging  # type: ignore[assignment]
