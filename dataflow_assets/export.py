@@ -43,8 +43,10 @@ class ExportOutcome:
     error: str | None = None
 
 
-#: In-process runs log to the instance's event log; the console gets warnings only.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+#: In-process runs log to the instance's event log, not to the console: the command prints one
+#: line per flow (a failure's cause and where its details are), never Dagster's step-failure
+#: traceback above it.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def run_plan(

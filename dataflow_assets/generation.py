@@ -212,6 +212,9 @@ class _PartitionParts:
 
             handler = handler_for(flow.format)
         self.handler = handler
+        from dataflow_assets.formats import FormatOptions
+
+        self.options = FormatOptions.of(flow)
         self.destination, self.local, self.pool = destination, local, pool
         self.uploader = uploader
         self.key = partition_key(start, flow.partitioning)
@@ -234,7 +237,7 @@ class _PartitionParts:
                 self.part += 1
                 self.rows = 0
                 self.writer = self.handler.open_part(
-                    self._local_part(), self.staged.schema, self.pool, self.flow.csv_separator
+                    self._local_part(), self.staged.schema, self.pool, self.options
                 )
             take = min(batch.num_rows - offset, limit - self.rows)
             self.writer.write(batch.slice(offset, take) if take < batch.num_rows else batch)

@@ -21,8 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataflow_assets.formats.base import (
+    PLAIN,
     Buffering,
     FormatHandler,
+    FormatOptions,
     PartWriter,
     WrittenPart,
     backlog_of,
@@ -207,6 +209,6 @@ class ParquetHandler(FormatHandler):
     extension = "parquet"
 
     def open_part(
-        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+        self, path: Path, schema: pa.Schema, pool: Executor, options: FormatOptions = PLAIN
     ) -> PartWriter:
         return ParquetPartWriter(path, schema, pool)

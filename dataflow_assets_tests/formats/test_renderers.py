@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dataflow_assets.formats import FormatOptions, part_writer
 from dataflow_assets.formats import base as formats_base
 from dataflow_assets.formats import csv as csv_format
 from dataflow_assets.formats import ndjson as ndjson_format
-from dataflow_assets.formats import part_writer
 from dataflow_assets.formats.csv import render_csv
 from dataflow_assets.formats.ndjson import render_ndjson
 from dataflow_assets.formats.parquet import ROW_GROUP_ROWS
@@ -186,7 +186,7 @@ def test_csv_quotes_what_it_must_and_writes_iso_timestamps(separator: str) -> No
 
 def _write_part(fmt: str, path: Path, pieces: list[pa.RecordBatch]) -> Any:
     with ThreadPoolExecutor(2) as pool:
-        writer = part_writer(fmt, path, SCHEMA, pool, ";")
+        writer = part_writer(fmt, path, SCHEMA, pool, FormatOptions(csv_separator=";"))
         for piece in pieces:
             writer.write(piece)
         return writer.close()
@@ -249,9 +249,7 @@ def test_many_parts_share_a_bounded_buffer(tmp_path: Path, monkeypatch: pytest.M
     with ThreadPoolExecutor(2) as pool:
         backlog = formats_base.backlog_of(pool)
         backlog.buffer_budget = 2000
-        writers = [
-            part_writer("csv", tmp_path / f"p{i}.csv.gz", SCHEMA, pool, ",") for i in range(25)
-        ]
+        writers = [part_writer("csv", tmp_path / f"p{i}.csv.gz", SCHEMA, pool) for i in range(25)]
         for i in range(0, 600, 3):
             writers[(i // 3) % 25].write(batch_of(data[i : i + 3]))
         assert backlog.buffered <= 2000 + 3 * 500
