@@ -284,6 +284,23 @@ def test_parquet_parts_gather_row_groups_and_read_back_everywhere(tmp_path: Path
     assert row == (meta.num_rows, len(data))
 
 
+def test_parquet_row_groups_carry_statistics_for_all_but_strings(tmp_path: Path) -> None:
+    """Readers prune row groups by time, ids and numbers: those chunks carry min/max; string
+    chunks do not (their statistics cost encoding time for little pruning)."""
+    data = rows(300)
+    path = tmp_path / "part.parquet"
+    _write_part("parquet", path, [batch_of(data)])
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    for name in ("hit_time_utc", "event_id", "site_id", "price", "qty", "seen_at"):
+        assert chunks[name].is_stats_set and chunks[name].statistics.has_min_max, name
+    assert not chunks["label"].is_stats_set
+    first = min(r["hit_time_utc"] for r in data if r["hit_time_utc"] is not None)
+    assert chunks["hit_time_utc"].statistics.min == first
+    row = duckdb.sql(f"SELECT count(*) FROM '{path}' WHERE label IS NOT NULL").fetchall()[0]
+    assert row[0] == sum(r["label"] is not None for r in data)
+
+
 #: Every year a timestamp can hold, in the four digits of ISO 8601 (glibc's ``%Y`` writes 999).
 EXTREME_TIMES = [
     (dt.datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00Z"),
