@@ -309,6 +309,129 @@ def fixed_costs(runs: int) -> list[list[str]]:
     ]
 
 
+# ---------------------------------------------------------------- the schedule's run worker
+
+#: Imported by every Python process of the daemon's environment (``PYTHONPATH``): a run worker
+#: appends its CPU and wall seconds to ``$E2E_WORKER_LOG`` at exit. With a workspace, the
+#: daemon's run launcher asks the code location's gRPC server (``dagster api grpc``) to start
+#: the run, which it does in a ``multiprocessing`` spawn child: that child is the worker
+#: (``dagster api execute_run`` where the daemon launches it itself).
+SITECUSTOMIZE = """
+import os, sys, time
+_argv = " ".join(getattr(sys, "orig_argv", sys.argv))
+if "execute_run" in _argv or "spawn_main" in _argv:
+    import atexit, json
+    _start = time.time()
+    def _report():
+        t = os.times()
+        with open(os.environ["E2E_WORKER_LOG"], "a") as fh:
+            fh.write(json.dumps({"cpu": t.user + t.system, "wall": time.time() - _start}) + "\\n")
+    atexit.register(_report)
+"""
+
+
+def run_worker(runs: int, timeout_s: float = 300) -> list[str]:
+    """A daemon-launched generation run of 1,000 events, ``runs`` times: ``dagster-daemon``
+    dequeues the run (QueuedRunCoordinator) and its run launcher starts the worker process,
+    whose whole life (start-up, loading the code location, the run, the report) is measured;
+    also the run's own start-to-success time as Dagster records it."""
+    import json
+    import time
+
+    import dagster as dg
+
+    from dataflow_assets.flow import load_flows
+    from dataflow_assets.planner import Plan, plan_generation
+    from dataflow_assets.schedules import job_name
+
+    src = ensure_store(1000, name="small")
+    root = fresh("e2e-worker-")
+    db = root / "events.duckdb"
+    shutil.copyfile(src, db)
+    hook = root / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    log = root / "worker.jsonl"
+    env = ours_env(root, db, "csv", root / "dest-0")
+    new_home(env)
+    env |= {"PYTHONPATH": f"{hook}:{ROOT}", "E2E_WORKER_LOG": str(log)}
+    daemon = subprocess.Popen(
+        [str(PYTHON.parent / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    measured: list[tuple[float, float, float]] = []
+    try:
+        instance = dg.DagsterInstance.get()
+        for i in range(runs):
+            dest = root / f"dest-{i}"
+            ours_env(root, db, "csv", dest)  # a new destination: the whole store again
+            with open(root / "flows" / "bench.yaml", "a") as fh:
+                fh.write("enabled: false\n")  # no schedule tick of its own in between
+            flow = load_flows().flows[0]
+            plan = plan_generation(instance, flow, db)
+            assert isinstance(plan, Plan), plan
+            subprocess.run(
+                [
+                    str(PYTHON.parent / "dagster"),
+                    "job",
+                    "launch",
+                    "-w",
+                    str(ROOT / "workspace.yaml"),
+                    "-j",
+                    job_name(flow),
+                    "--tags",
+                    json.dumps(plan.tags()),
+                ],
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            deadline = time.monotonic() + timeout_s
+            while True:
+                run = instance.get_runs(limit=1)[0]
+                if run.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
+                    break
+                assert time.monotonic() < deadline, "the daemon did not run it"
+                time.sleep(0.2)
+            assert run.status is dg.DagsterRunStatus.SUCCESS, run.run_id
+            stats = instance.get_run_stats(run.run_id)
+            while len(log.read_text().splitlines() if log.exists() else []) <= i:
+                assert time.monotonic() < deadline, "no worker report"
+                time.sleep(0.2)
+            worker = json.loads(log.read_text().splitlines()[i])
+            measured.append(
+                (worker["cpu"], worker["wall"], (stats.end_time or 0) - (stats.start_time or 0))
+            )
+            print(
+                f"# run worker {i + 1}: {worker['cpu']:.2f} CPU-s, {worker['wall']:.2f} s of "
+                f"worker process, run start to success {measured[-1][2]:.2f} s",
+                flush=True,
+            )
+        instance.dispose()
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(root, ignore_errors=True)
+    return [
+        "the schedule's run worker (daemon-launched, 1,000 events, CSV): the worker process; "
+        f"run start to success {median([m[2] for m in measured]):.2f} s",
+        f"{median([m[0] for m in measured]):.2f}",
+        f"{median([m[1] for m in measured]):.2f}",
+        "",
+    ]
+
+
 # ---------------------------------------------------------------- parent
 
 
@@ -322,6 +445,7 @@ def main() -> None:
     parser.add_argument("--dlt-runs", type=int, default=1, help="dlt is slow: runs of it")
     parser.add_argument("--peers-python", help="a python with dlt (default: bench/.venv-peers)")
     parser.add_argument("--small-only", action="store_true", help="only the fixed costs")
+    parser.add_argument("--no-worker", action="store_true", help="not the daemon's run worker")
     args = parser.parse_args()
     print(f"# load: {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} (1 and 5 min)", flush=True)
     contenders = args.contenders.split(",")
@@ -383,8 +507,11 @@ def main() -> None:
                 "polars CPU / its CPU",
             ]
             print(table(header, rows), flush=True)
-    print("\nfixed costs of `dataflow export` (median of 3):\n")
-    print(table(["run", "CPU s", "wall s", "peak RSS"], fixed_costs(3)))
+    print("\nfixed costs (median of 3):\n")
+    fixed = fixed_costs(3)
+    if not args.no_worker:
+        fixed.append(run_worker(3))
+    print(table(["run", "CPU s", "wall s", "peak RSS"], fixed))
     print(f"\n# load at the end: {os.getloadavg()[0]:.1f}")
 
 
