@@ -18,7 +18,7 @@ help: ## list the targets
 install: ## install the project and its dev tools into .venv (bootstraps uv with pip)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 run: install ## load demo events, run a first generation, serve the UI on http://127.0.0.1:3000
 	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true

@@ -155,8 +155,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _instance_and_defs(db: StoreLocation):
     import dagster as dg
 
+    from dataflow_assets.dagster_home import ensure_dagster_home
     from dataflow_assets.definitions import build_definitions
-    from dataflow_assets.export import ensure_dagster_home
 
     ensure_dagster_home()
     flows = load_flows()
@@ -187,11 +187,46 @@ class _Bars:
             self.bar.close()
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from dataflow_assets import progress
-    from dataflow_assets.export import export_flow
+class _DagsterSide:
+    """The Dagster instance and the definitions of the flows being exported, made on first use:
+    a flow with nothing to export never imports Dagster (``quick_export``)."""
 
-    instance, defs, flows = _instance_and_defs(location_of(args.db))
+    def __init__(self, flows: Any, db: StoreLocation) -> None:
+        self.flows, self.db = flows, db
+        self.instance: Any = None
+        self.defs: Any = None
+
+    def get(self, targets: list[Any]) -> tuple[Any, Any]:
+        if self.instance is None:
+            import dagster as dg
+
+            from dataflow_assets.definitions import build_definitions
+            from dataflow_assets.flow import FlowSet
+
+            # Only the flows exported here: every other flow's assets, checks, jobs and
+            # schedules would be built for nothing.
+            subset = FlowSet(
+                flows=list(targets), files={f.name: self.flows.files[f.name] for f in targets}
+            )
+            self.instance = dg.DagsterInstance.get()
+            self.defs = build_definitions(subset, self.db)
+        return self.instance, self.defs
+
+    def dispose(self) -> None:
+        if self.instance is not None:
+            self.instance.dispose()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dataflow_assets.dagster_home import ensure_dagster_home
+    from dataflow_assets.locks import flow_file_lock
+    from dataflow_assets.quick_export import quick_verdict
+
+    home = ensure_dagster_home()
+    db = location_of(args.db)
+    flows = load_flows()
+    for error in flows.errors:
+        print(f"skipping invalid flow: {error}", file=sys.stderr)
     try:
         targets = (
             [flows.by_name(n) for n in args.flows]
@@ -204,19 +239,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not targets:
         print(f"no enabled flow in {default_flows_dir()}")
         return 1 if flows.errors else 0
+    adopt = getattr(args, "adopt_destination", False)
+    dagster = _DagsterSide(flows, db)
     failures = 0
     for flow in targets:
-        bars = _Bars(flow.name)
-        started = time.monotonic()
         try:
-            with progress.listening(bars):
-                outcome = export_flow(
-                    defs,
-                    instance,
-                    flow,
-                    location_of(args.db),
-                    adopt=getattr(args, "adopt_destination", False),
-                )
+            with flow_file_lock(home, flow, ".lock"):  # export.flow_lock's lock
+                verdict = quick_verdict(home, flow, db, adopt=adopt)
         except Exception as exc:  # one flow's failure (its planning, its lock) never stops another
             logging.getLogger("dataflow.export").debug(
                 "export of %s failed", flow.name, exc_info=True
@@ -224,37 +253,73 @@ def cmd_export(args: argparse.Namespace) -> int:
             failures += 1
             print(f"{flow.name}: FAILED before its run: {type(exc).__name__}: {exc}")
             continue
-        finally:
-            bars.close()
-        took = time.monotonic() - started
-        if outcome.skipped:
-            print(f"{flow.name}: nothing to export ({outcome.skipped})")
-        elif not outcome.success:
+        if verdict.skip:
+            print(f"{flow.name}: nothing to export ({verdict.skip})")
+            continue
+        if verdict.error:
             failures += 1
-            print(f"{flow.name}: FAILED (run {outcome.run_id}): {outcome.error}")
-        elif outcome.result is not None and outcome.result.already_delivered:
-            gen = outcome.result.generation
-            print(
-                f"{flow.name}: window ({gen.from_seq}, {gen.to_seq}] was already delivered by "
-                f"another run: nothing written (run {outcome.run_id})"
-            )
-        else:
-            result = outcome.result
-            assert result is not None and outcome.plan is not None
-            gen = result.generation
-            print(
-                f"{flow.name}: generation {gen.id} delivered {len(result.files)} file(s), "
-                f"{result.rows} events, {_human(result.bytes)} in {took:.1f} s "
-                f"(window ({gen.from_seq}, {gen.to_seq}], {_written_partitions(result)}, "
-                f"run {outcome.run_id})"
-            )
-            print(f"  report: {flow.destination.type}:{result.report_path}")
-    instance.dispose()
+            print(f"{flow.name}: FAILED (run None): {verdict.error}")
+            continue
+        failures += _export_with_dagster(dagster, targets, flow, db, adopt)
+    dagster.dispose()
     if not args.flows and flows.errors:
         # "Every enabled flow" included flow files that were refused: they were not exported.
         print(f"{len(flows.errors)} flow file problem(s): refused flows were not exported")
         return 1
     return 1 if failures else 0
+
+
+def _export_with_dagster(
+    dagster: _DagsterSide, targets: list[Any], flow: Any, db: StoreLocation, adopt: bool
+) -> int:
+    """Plan and run ``flow``'s generation through Dagster (an in-process run recorded in the
+    instance); print its line. Returns 1 when it failed."""
+    from dataflow_assets import progress
+
+    bars = _Bars(flow.name)
+    started = time.monotonic()
+    try:
+        instance, defs = dagster.get(targets)
+        from dataflow_assets.export import export_flow
+
+        with progress.listening(bars):
+            outcome = export_flow(defs, instance, flow, db, adopt=adopt)
+    except Exception as exc:  # one flow's failure (its planning, its lock) never stops another
+        logging.getLogger("dataflow.export").debug("export of %s failed", flow.name, exc_info=True)
+        print(f"{flow.name}: FAILED before its run: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        bars.close()
+    took = time.monotonic() - started
+    if outcome.skipped:
+        print(f"{flow.name}: nothing to export ({outcome.skipped})")
+    elif not outcome.success:
+        print(f"{flow.name}: FAILED (run {outcome.run_id}): {outcome.error}")
+        print(
+            f"  details: dagster's event log of run {outcome.run_id} (the UI's Runs page, or "
+            f"`dagster debug export {outcome.run_id} FILE`)"
+            if outcome.run_id
+            else "  nothing was written"
+        )
+        return 1
+    elif outcome.result is not None and outcome.result.already_delivered:
+        gen = outcome.result.generation
+        print(
+            f"{flow.name}: window ({gen.from_seq}, {gen.to_seq}] was already delivered by "
+            f"another run: nothing written (run {outcome.run_id})"
+        )
+    else:
+        result = outcome.result
+        assert result is not None and outcome.plan is not None
+        gen = result.generation
+        print(
+            f"{flow.name}: generation {gen.id} delivered {len(result.files)} file(s), "
+            f"{result.rows} events, {_human(result.bytes)} in {took:.1f} s "
+            f"(window ({gen.from_seq}, {gen.to_seq}], {_written_partitions(result)}, "
+            f"run {outcome.run_id})"
+        )
+        print(f"  report: {flow.destination.type}:{result.report_path}")
+    return 0
 
 
 def _written_partitions(result: GenerationResult) -> str:
@@ -307,7 +372,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from dataflow_assets.export import ensure_dagster_home
+    from dataflow_assets.dagster_home import ensure_dagster_home
     from dataflow_assets.status import BEHIND, FAILING, flow_status
 
     ensure_dagster_home()

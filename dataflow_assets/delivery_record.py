@@ -25,15 +25,18 @@ import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
-
-import dagster as dg
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dataflow_assets import layout
 from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination, DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
-from dataflow_assets.run_state import flow_file_lock, report_key
+from dataflow_assets.locks import HasRoot, flow_file_lock
+
+if TYPE_CHECKING:  # read without Dagster by `dataflow export`'s quick path
+    import dagster as dg
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +295,8 @@ def read_record(
 
 def dagster_hint(instance: dg.DagsterInstance, flow: FlowSpec) -> str | None:
     """The report path of the flow's newest ``delivery_report`` materialization, if any."""
+    from dataflow_assets.run_state import report_key
+
     result = instance.fetch_materializations(report_key(flow), limit=5)
     for record in result.records:
         mat = record.asset_materialization
@@ -305,6 +310,8 @@ def dagster_view(instance: dg.DagsterInstance, flow: FlowSpec) -> DeliveryRecord
     """What the Dagster instance last recorded, as a record: the stand-in the planner uses when
     the destination cannot be read. A run planned from it re-checks the destination before it
     writes anything, so a stale view costs a run that writes nothing, never a duplicate."""
+    from dataflow_assets.run_state import report_key
+
     result = instance.fetch_materializations(report_key(flow), limit=5)
     for entry in result.records:
         mat = entry.asset_materialization
@@ -355,7 +362,7 @@ def delivered(instance: dg.DagsterInstance, flow: FlowSpec) -> Delivered:
     )
 
 
-def report_lock(instance: dg.DagsterInstance, flow: FlowSpec) -> AbstractContextManager[None]:
+def report_lock(instance: HasRoot | Path, flow: FlowSpec) -> AbstractContextManager[None]:
     """Held from the last look at the record to the report's put: two runs of a flow on this
     host (a schedule tick's run and ``dataflow export``) never both report the same window."""
     return flow_file_lock(instance, flow, ".report.lock")

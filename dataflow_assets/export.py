@@ -7,12 +7,8 @@ itself refuses while a scheduled generation of the flow is queued or running.
 
 from __future__ import annotations
 
-import fcntl
-import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -21,73 +17,14 @@ from dataflow_assets.delivery_record import RecordError, delivered
 from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
+from dataflow_assets.locks import flow_file_lock
 from dataflow_assets.planner import Plan, Skip, plan_generation
-from dataflow_assets.run_state import files_key, flow_file_lock, process_tags
+from dataflow_assets.run_state import files_key, process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets.store.location import StoreLocation
 
 if TYPE_CHECKING:  # the type of Dagster's serialized errors (step failures)
     from dagster_shared.error import SerializableErrorInfo
-
-
-def ensure_dagster_home(default: Path = Path(".dagster")) -> Path:
-    """``DAGSTER_HOME`` (default ``./.dagster``), given this project's default ``dagster.yaml``
-    when it has none, and its storages created once.
-
-    Without a ``dagster.yaml`` Dagster would warn on every command, print its telemetry banner
-    and run without the one-generation-per-flow limit of the run queue.
-    """
-    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
-    os.environ["DAGSTER_HOME"] = str(home)
-    home.mkdir(parents=True, exist_ok=True)
-    write_default_config(home)
-    initialize_once(home)
-    return home
-
-
-def default_config() -> str:
-    """The default ``dagster.yaml`` of a new ``DAGSTER_HOME`` (``dataflow_assets/dagster.yaml``)."""
-    return resources.files("dataflow_assets").joinpath("dagster.yaml").read_text("utf-8")
-
-
-def write_default_config(home: Path) -> bool:
-    """Write ``default_config()`` into ``home`` unless it has a ``dagster.yaml``; True if written.
-
-    Written under a temporary name and renamed, so a process opening the home at the same
-    moment sees the whole file or none.
-    """
-    target = home / "dagster.yaml"
-    if target.exists():
-        return False
-    tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
-    tmp.write_text(default_config(), encoding="utf-8")
-    os.replace(tmp, target)
-    return True
-
-
-#: Written in DAGSTER_HOME once its storages exist (see ``initialize_once``).
-INITIALIZED = ".dataflow-initialized"
-
-
-def initialize_once(home: Path) -> None:
-    """Create the instance's storages in one process at a time, the first time.
-
-    Dagster creates and stamps its SQLite storages on first use without a lock: several
-    processes opening a new DAGSTER_HOME at once (``dataflow export`` of several flows started
-    together by cron, the soak test) can stamp one twice ("Version table 'alembic_version' has
-    more than one head present"), and every later command fails on it.
-    """
-    marker = home / INITIALIZED
-    if marker.exists():
-        return
-    with open(home / ".dataflow-init.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            if not marker.exists():
-                dg.DagsterInstance.from_config(str(home)).dispose()
-                marker.touch()
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def flow_lock(instance: dg.DagsterInstance, flow: FlowSpec) -> AbstractContextManager[None]:
@@ -106,8 +43,10 @@ class ExportOutcome:
     error: str | None = None
 
 
-#: In-process runs log to the instance's event log; the console gets warnings only.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+#: In-process runs log to the instance's event log, not to the console: the command prints one
+#: line per flow (a failure's cause and where its details are), never Dagster's step-failure
+#: traceback above it.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def run_plan(

@@ -21,18 +21,22 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Literal
 
 from dataflow_assets import layout
 from dataflow_assets.destinations.base import Destination
 from dataflow_assets.flow import FlowSpec
-from dataflow_assets.formats import FormatHandler, PartWriter, handler_for
-from dataflow_assets.formats.base import threads, use_fast_memory_pool
 from dataflow_assets.partitions import parse_partition_key, partition_end, partition_key
 from dataflow_assets.store.location import StoreLocation
 from dataflow_assets.store.window import StagedWindow, WindowQuery, stage_window
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from dataflow_assets.formats import FormatHandler, PartWriter
+
+# The format handlers (polars, pyarrow's writers, the codecs: ~0.4 s of imports) are imported
+# when files are written: `dataflow export` with nothing to export only needs ``Generation``.
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +208,14 @@ class _PartitionParts:
         handler: FormatHandler | None = None,
     ) -> None:
         self.flow, self.staged, self.start = flow, staged, start
-        self.handler = handler or handler_for(flow.format)
+        if handler is None:
+            from dataflow_assets.formats import handler_for
+
+            handler = handler_for(flow.format)
+        self.handler = handler
+        from dataflow_assets.formats import FormatOptions
+
+        self.options = FormatOptions.of(flow)
         self.destination, self.local, self.pool = destination, local, pool
         self.uploader = uploader
         self.key = partition_key(start, flow.partitioning)
@@ -227,7 +238,7 @@ class _PartitionParts:
                 self.part += 1
                 self.rows = 0
                 self.writer = self.handler.open_part(
-                    self._local_part(), self.staged.schema, self.pool, self.flow.csv_separator
+                    self._local_part(), self.staged.schema, self.pool, self.options
                 )
             take = min(batch.num_rows - offset, limit - self.rows)
             self.writer.write(batch.slice(offset, take) if take < batch.num_rows else batch)
@@ -292,6 +303,8 @@ def write_files(
     same window always gives the same files under the same names. Rendering and compression run
     on a thread pool, uploads on their own thread, the next slice's read on another.
     """
+    from dataflow_assets.formats.base import threads
+
     parts: dict[dt.datetime, _PartitionParts] = {}
     with (
         ThreadPoolExecutor(threads(), thread_name_prefix="render") as pool,
@@ -350,6 +363,8 @@ def run_generation(
     progress: Progress | None = None,
 ) -> GenerationResult:
     """Stream the window out of the store and write its files. Does not publish the report."""
+    from dataflow_assets.formats.base import use_fast_memory_pool
+
     use_fast_memory_pool()
     if staging_root is not None:
         staging_root.mkdir(parents=True, exist_ok=True)
@@ -380,6 +395,8 @@ def deliver_staged(
     """Render ``staged`` in the flow's format (``handler``) and put its files on the (open)
     destination, rendering in ``workdir``, which is removed afterwards, whatever happens.
     Does not publish the report."""
+    from dataflow_assets.formats.base import use_fast_memory_pool
+
     use_fast_memory_pool()
     workdir.mkdir(parents=True, exist_ok=True)
     try:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:  # `dataflow export` with nothing to do does not import Dagster
+    import dagster as dg
 
 UTC = dt.UTC
 
@@ -99,6 +101,8 @@ def partitions_def(
 ) -> dg.TimeWindowPartitionsDefinition:
     """Partitions from ``start_date`` up to and including the current one (``end_offset=1``):
     a live generation delivers events of the interval in progress."""
+    import dagster as dg
+
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule=granularity.cron,
         fmt=granularity.key_format,

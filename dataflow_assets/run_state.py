@@ -3,19 +3,16 @@ attempts. (What was *delivered* is the destination's business: see ``delivery_re
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 
 from dataflow_assets import tags
 from dataflow_assets.flow import FlowSpec
+from dataflow_assets.locks import flow_file_lock as flow_file_lock  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +34,6 @@ def report_key(flow: FlowSpec) -> dg.AssetKey:
 
 def files_key(flow: FlowSpec) -> dg.AssetKey:
     return dg.AssetKey([flow.key_prefix, "files"])
-
-
-@contextmanager
-def flow_file_lock(instance: dg.DagsterInstance, flow: FlowSpec, suffix: str) -> Iterator[None]:
-    """An exclusive lock of this host's processes on ``flow``, held for the ``with`` block:
-    ``DAGSTER_HOME/dataflow-locks/<flow><suffix>``. It is a kernel lock on an open file, so it
-    goes with a killed process."""
-    folder = Path(instance.root_directory) / "dataflow-locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{flow.key_prefix}{suffix}", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def process_tags() -> dict[str, str]:

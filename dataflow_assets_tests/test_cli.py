@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from dataflow_assets import cli
-from dataflow_assets.export import default_config
+from dataflow_assets.dagster_home import default_config
 from dataflow_assets_tests.support import T0, Harness, event, reported_files, write_ndjson
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from dataflow_assets.export import write_default_config
+from dataflow_assets.dagster_home import write_default_config
 from dataflow_assets.serve import DagsterServices
 from dataflow_assets.status import failure_message
 from dataflow_assets.store.ingest import ingest_file

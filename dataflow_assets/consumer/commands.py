@@ -18,26 +18,20 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 from tqdm import tqdm
 
-from dataflow_assets.consumer.deliveries import scan
 from dataflow_assets.consumer.dest_url import DestOptions, DestUrlError, Location, parse_dest
-from dataflow_assets.consumer.load import (
-    GenerationLoad,
-    LoadError,
-    LoadOptions,
-    connect,
-    known_reports,
-    load_generation,
-    plan_load,
-)
-from dataflow_assets.consumer.reading import ReadError
-from dataflow_assets.consumer.table import TableNameError, Target, row_count
-from dataflow_assets.consumer.verify import planned_bytes, verify
 from dataflow_assets.destinations.base import Destination, DestinationError
 from dataflow_assets.flow import NAME_PATTERN
+
+if TYPE_CHECKING:
+    from dataflow_assets.consumer.load import GenerationLoad, LoadOptions
+
+# The loader and the verifier are imported by their commands: every `dataflow` command builds
+# this parser, and `dataflow export` with nothing to export must start fast.
 
 USAGE_ERROR = 2
 SEPARATOR_NAMES = {",": ",", ";": ";", "|": "|", "\t": "\t", "\\t": "\t", "tab": "\t"}
@@ -94,6 +88,9 @@ def _opened(location: Location) -> Iterator[Destination]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from dataflow_assets.consumer.deliveries import scan
+    from dataflow_assets.consumer.verify import planned_bytes, verify
+
     try:
         location = _location(args)
         with _opened(location):
@@ -121,6 +118,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _load_options(args: argparse.Namespace) -> LoadOptions:
+    from dataflow_assets.consumer.load import LoadError, LoadOptions
+    from dataflow_assets.consumer.table import Target
+
     separator = None
     if args.csv_separator is not None:
         separator = SEPARATOR_NAMES.get(args.csv_separator)
@@ -136,6 +136,17 @@ def _load_options(args: argparse.Namespace) -> LoadOptions:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from dataflow_assets.consumer.deliveries import scan
+    from dataflow_assets.consumer.load import (
+        LoadError,
+        connect,
+        known_reports,
+        load_generation,
+        plan_load,
+    )
+    from dataflow_assets.consumer.reading import ReadError
+    from dataflow_assets.consumer.table import TableNameError, row_count
+
     try:
         options = _load_options(args)
         location = _location(args)

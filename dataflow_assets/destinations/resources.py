@@ -21,10 +21,9 @@ tests) and a fresh session per client.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, Field
 
 from dataflow_assets.destinations.base import Destination
@@ -38,6 +37,16 @@ from dataflow_assets.flow import (
 from dataflow_assets.layout import Layout
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+def __getattr__(name: str) -> Any:
+    # ``S3BucketResource`` is built on dagster-aws, whose import costs ~0.8 CPU-s (boto3, its
+    # components): only processes with an S3 flow pay for it.
+    if name == "S3BucketResource":
+        from dataflow_assets.destinations.s3_resource import S3BucketResource
+
+        return S3BucketResource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class DestinationResource(dg.ConfigurableResource):
@@ -83,41 +92,6 @@ class LocalFolderResource(DestinationResource):
     @property
     def label(self) -> str:
         return self._with_folder(f"local:{self.path}")
-
-
-class S3BucketResource(DestinationResource):
-    """An S3 bucket (or S3-compatible endpoint), with optional server-side encryption."""
-
-    bucket: str
-    s3: S3Resource
-    # A plain string (Dagster's config types have no Literal): the flow model validated it.
-    sse: Annotated[
-        str | None,
-        Field(description="Server-side encryption: s3 (SSE-S3, AES256) or kms (SSE-KMS)."),
-    ] = None
-    kms_key_id: Annotated[
-        str | None, Field(description="KMS key of SSE-KMS (default: the bucket's AWS key).")
-    ] = None
-
-    def spec(self) -> S3Destination:
-        return S3Destination(
-            type="s3",
-            bucket=self.bucket,
-            region=self.s3.region_name or "us-east-1",
-            endpoint_url=self.s3.endpoint_url,
-            folder=self.folder,
-            sse=cast(Literal["s3", "kms"] | None, self.sse),
-            kms_key_id=self.kms_key_id,
-        )
-
-    def build(self) -> Destination:
-        from dataflow_assets.destinations.s3 import S3Bucket
-
-        return S3Bucket(self.spec(), profile_name=self.s3.profile_name, verify=self.s3.verify)
-
-    @property
-    def label(self) -> str:
-        return self._with_folder(f"s3://{self.bucket}")
 
 
 class _HostResource(DestinationResource):
@@ -188,6 +162,10 @@ def destination_resource(flow: FlowSpec) -> DestinationResource:
     if isinstance(spec, LocalDestination):
         return LocalFolderResource(**spec.model_dump(exclude={"type"}))
     if isinstance(spec, S3Destination):
+        from dagster_aws.s3 import S3Resource
+
+        from dataflow_assets.destinations.s3_resource import S3BucketResource
+
         return S3BucketResource(
             bucket=spec.bucket,
             folder=spec.folder,

@@ -8,14 +8,22 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dataflow_assets.formats.base import FormatHandler, PartWriter, WrittenPart
+from dataflow_assets.formats.base import (
+    PLAIN,
+    FormatHandler,
+    FormatOptions,
+    PartWriter,
+    WrittenPart,
+)
 from dataflow_assets.formats.csv import CsvHandler
 from dataflow_assets.formats.ndjson import NdjsonHandler
 from dataflow_assets.formats.parquet import ParquetHandler
 
 __all__ = [
+    "PLAIN",
     "CsvHandler",
     "FormatHandler",
+    "FormatOptions",
     "NdjsonHandler",
     "ParquetHandler",
     "PartWriter",
@@ -39,7 +47,11 @@ def handler_for(fmt: str) -> FormatHandler:
 
 
 def part_writer(
-    fmt: str, path: Path, schema: pa.Schema, pool: ThreadPoolExecutor, csv_separator: str = ","
+    fmt: str,
+    path: Path,
+    schema: pa.Schema,
+    pool: ThreadPoolExecutor,
+    options: FormatOptions = PLAIN,
 ) -> PartWriter:
     """The writer of one part. Writers on the same ``pool`` share its render backlog."""
-    return handler_for(fmt).open_part(path, schema, pool, csv_separator)
+    return handler_for(fmt).open_part(path, schema, pool, options)

@@ -116,10 +116,28 @@ class PartWriter(abc.ABC):
         """No more rows will come: start the last of the work (``close`` waits for it)."""
 
 
+@dataclass(frozen=True)
+class FormatOptions:
+    """A flow's settings of its format's content (what ``open_part`` needs from the flow):
+    each handler reads the ones of its format."""
+
+    csv_separator: str = ","
+
+    @classmethod
+    def of(cls, flow: Any) -> FormatOptions:
+        """The options of ``flow`` (a ``FlowSpec``)."""
+        return cls(csv_separator=flow.csv_separator)
+
+
+#: The defaults (a comma-separated CSV).
+PLAIN = FormatOptions()
+
+
 class FormatHandler(abc.ABC):
     """How one output format writes a data file: the pluggable piece of the delivery IO
     managers (as dagster-duckdb's type handlers are of its IO manager). ``open_part`` opens the
-    writer of one part at ``path``; writers on the same ``pool`` share its render backlog."""
+    writer of one part at ``path`` with the flow's ``options``; writers on the same ``pool``
+    share its render backlog."""
 
     #: The flow's ``format`` this handler serves, and the extension of its files.
     format: str
@@ -127,7 +145,7 @@ class FormatHandler(abc.ABC):
 
     @abc.abstractmethod
     def open_part(
-        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+        self, path: Path, schema: pa.Schema, pool: Executor, options: FormatOptions = PLAIN
     ) -> PartWriter: ...
 
 

@@ -15,8 +15,10 @@ import pyarrow as pa
 
 from dataflow_assets.formats.base import (
     ISO_FORMAT,
+    PLAIN,
     TINY_ROWS,
     FormatHandler,
+    FormatOptions,
     GzipMemberWriter,
     PartWriter,
     Rows,
@@ -78,7 +80,7 @@ class CsvHandler(FormatHandler):
     extension = "csv.gz"
 
     def open_part(
-        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+        self, path: Path, schema: pa.Schema, pool: Executor, options: FormatOptions = PLAIN
     ) -> PartWriter:
-        render = partial(render_csv, separator=csv_separator)
+        render = partial(render_csv, separator=options.csv_separator)
         return GzipMemberWriter(path, render, pool, gzip_level("csv"))

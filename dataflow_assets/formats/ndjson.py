@@ -23,8 +23,10 @@ import pyarrow as pa
 
 from dataflow_assets.formats.base import (
     ISO_FORMAT,
+    PLAIN,
     TINY_ROWS,
     FormatHandler,
+    FormatOptions,
     GzipMemberWriter,
     PartWriter,
     Rows,
@@ -164,6 +166,6 @@ class NdjsonHandler(FormatHandler):
     extension = "json.gz"
 
     def open_part(
-        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+        self, path: Path, schema: pa.Schema, pool: Executor, options: FormatOptions = PLAIN
     ) -> PartWriter:
         return GzipMemberWriter(path, render_ndjson, pool, gzip_level("json"))

@@ -5,6 +5,7 @@ arrive in pieces as the window streams), each encoded on the render pool while t
 arrive; one writer's row groups are written in order. A part that never fills a row group is
 written in one go when it closes, so thousands of tiny late-event parts hold no open file.
 
+Min/max statistics are kept for every column but the strings (``statistics_columns``).
 Dictionary encoding is for the columns that repeat (strings, small integers, booleans); the
 timestamps and event ids are nearly all distinct, where a dictionary only costs time and bytes
 before the writer gives up on it.
@@ -21,8 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataflow_assets.formats.base import (
+    PLAIN,
     Buffering,
     FormatHandler,
+    FormatOptions,
     PartWriter,
     WrittenPart,
     backlog_of,
@@ -42,6 +45,22 @@ def delta_columns(schema: pa.Schema) -> list[str]:
         for f in schema
         if pa.types.is_timestamp(f.type)
         or (f.name in UNIQUE_COLUMNS and pa.types.is_integer(f.type))
+    ]
+
+
+def statistics_columns(schema: pa.Schema) -> list[str]:
+    """The columns whose chunks carry min/max statistics: every one but the strings. Readers
+    prune row groups by time, ids and numbers; a string column's min and max (truncated, of
+    URLs and names) rarely prunes anything, and computing them was ~15% of encoding the
+    Piano-like rows (bench/README.md)."""
+    return [
+        f.name
+        for f in schema
+        if not (
+            pa.types.is_string(f.type)
+            or pa.types.is_large_string(f.type)
+            or pa.types.is_string_view(f.type)
+        )
     ]
 
 
@@ -121,6 +140,7 @@ class ParquetPartWriter(PartWriter, Buffering):
             compression="zstd",
             use_dictionary=dictionary_columns(self.schema),
             column_encoding=dict.fromkeys(delta_columns(self.schema), "DELTA_BINARY_PACKED"),
+            write_statistics=statistics_columns(self.schema),
         )
 
     def _open(self) -> pq.ParquetWriter:
@@ -207,6 +227,6 @@ class ParquetHandler(FormatHandler):
     extension = "parquet"
 
     def open_part(
-        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+        self, path: Path, schema: pa.Schema, pool: Executor, options: FormatOptions = PLAIN
     ) -> PartWriter:
         return ParquetPartWriter(path, schema, pool)

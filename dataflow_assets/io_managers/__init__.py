@@ -13,14 +13,12 @@ from dataflow_assets.destinations.resources import (
     DestinationResource,
     FtpHostResource,
     LocalFolderResource,
-    S3BucketResource,
     SftpHostResource,
 )
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.io_managers.base import DeliveryIOManager, StagedGeneration
 from dataflow_assets.io_managers.ftp import FtpIOManager
 from dataflow_assets.io_managers.local import LocalIOManager
-from dataflow_assets.io_managers.s3 import S3IOManager
 from dataflow_assets.io_managers.sftp import SftpIOManager
 
 __all__ = ["DeliveryIOManager", "StagedGeneration", "io_manager_for", "io_manager_key"]
@@ -36,10 +34,14 @@ def io_manager_for(destination: DestinationResource, runs_dir: Path) -> Delivery
     staging = str(runs_dir)
     if isinstance(destination, LocalFolderResource):
         return LocalIOManager(destination=destination, staging_dir=staging)
-    if isinstance(destination, S3BucketResource):
-        return S3IOManager(destination=destination, staging_dir=staging)
     if isinstance(destination, SftpHostResource):
         return SftpIOManager(destination=destination, staging_dir=staging)
     if isinstance(destination, FtpHostResource):
         return FtpIOManager(destination=destination, staging_dir=staging)
+    # S3 last, imported when needed: dagster-aws costs ~0.8 CPU-s to import.
+    from dataflow_assets.destinations.s3_resource import S3BucketResource
+    from dataflow_assets.io_managers.s3 import S3IOManager
+
+    if isinstance(destination, S3BucketResource):
+        return S3IOManager(destination=destination, staging_dir=staging)
     raise NotImplementedError(f"no IO manager for {type(destination).__name__}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataflow_assets.destinations.resources import S3BucketResource
+from dataflow_assets.destinations.s3_resource import S3BucketResource
 from dataflow_assets.io_managers.base import DeliveryIOManager
 
 

@@ -84,7 +84,10 @@ def ingest_file(
             if rejected == 0:
                 rejected_file.unlink(missing_ok=True)
             new = [(k, t) for k, (t, _line) in types.new_in_order().items()]
-            tables = (_staged_table(item) for _name, item in staging.batches())
+            tables = (
+                pa.Table.from_batches([batch]).drop_columns(["_pos"])
+                for batch in staging.staged().reader()
+            )
             first, last = append_typed(store, path, tables, new, rejected, in_transaction)
             loaded = staging.rows
     except NeedsRowPath:
@@ -196,11 +199,6 @@ def append_typed(
     if not append.rows:
         return None, None
     return append.first_seq, append.last_seq
-
-
-def _staged_table(item: pa.Table | Path) -> pa.Table:
-    table = pq.read_table(item) if isinstance(item, Path) else item
-    return table.drop_columns(["_pos"])
 
 
 def _conform(

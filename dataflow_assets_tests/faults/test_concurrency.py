@@ -60,7 +60,7 @@ def test_many_commands_opening_a_new_dagster_home_at_once(deployment: Deployment
     code = (
         "import time\n"
         "import dagster as dg\n"
-        "from dataflow_assets.export import ensure_dagster_home\n"
+        "from dataflow_assets.dagster_home import ensure_dagster_home\n"
         "ensure_dagster_home()\n"
         f"time.sleep(max(0.0, {start} - time.time()))\n"
         "dg.DagsterInstance.get().dispose()\n"

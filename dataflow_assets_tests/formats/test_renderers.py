@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dataflow_assets.formats import FormatOptions, part_writer
 from dataflow_assets.formats import base as formats_base
 from dataflow_assets.formats import csv as csv_format
 from dataflow_assets.formats import ndjson as ndjson_format
-from dataflow_assets.formats import part_writer
 from dataflow_assets.formats.csv import render_csv
 from dataflow_assets.formats.ndjson import render_ndjson
 from dataflow_assets.formats.parquet import ROW_GROUP_ROWS
@@ -186,7 +186,7 @@ def test_csv_quotes_what_it_must_and_writes_iso_timestamps(separator: str) -> No
 
 def _write_part(fmt: str, path: Path, pieces: list[pa.RecordBatch]) -> Any:
     with ThreadPoolExecutor(2) as pool:
-        writer = part_writer(fmt, path, SCHEMA, pool, ";")
+        writer = part_writer(fmt, path, SCHEMA, pool, FormatOptions(csv_separator=";"))
         for piece in pieces:
             writer.write(piece)
         return writer.close()
@@ -249,9 +249,7 @@ def test_many_parts_share_a_bounded_buffer(tmp_path: Path, monkeypatch: pytest.M
     with ThreadPoolExecutor(2) as pool:
         backlog = formats_base.backlog_of(pool)
         backlog.buffer_budget = 2000
-        writers = [
-            part_writer("csv", tmp_path / f"p{i}.csv.gz", SCHEMA, pool, ",") for i in range(25)
-        ]
+        writers = [part_writer("csv", tmp_path / f"p{i}.csv.gz", SCHEMA, pool) for i in range(25)]
         for i in range(0, 600, 3):
             writers[(i // 3) % 25].write(batch_of(data[i : i + 3]))
         assert backlog.buffered <= 2000 + 3 * 500
@@ -284,6 +282,23 @@ def test_parquet_parts_gather_row_groups_and_read_back_everywhere(tmp_path: Path
     assert pl.read_parquet(path).height == meta.num_rows
     row = duckdb.sql(f"SELECT count(*), count(DISTINCT event_id) FROM '{path}'").fetchall()[0]
     assert row == (meta.num_rows, len(data))
+
+
+def test_parquet_row_groups_carry_statistics_for_all_but_strings(tmp_path: Path) -> None:
+    """Readers prune row groups by time, ids and numbers: those chunks carry min/max; string
+    chunks do not (their statistics cost encoding time for little pruning)."""
+    data = rows(300)
+    path = tmp_path / "part.parquet"
+    _write_part("parquet", path, [batch_of(data)])
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    for name in ("hit_time_utc", "event_id", "site_id", "price", "qty", "seen_at"):
+        assert chunks[name].is_stats_set and chunks[name].statistics.has_min_max, name
+    assert not chunks["label"].is_stats_set
+    first = min(r["hit_time_utc"] for r in data if r["hit_time_utc"] is not None)
+    assert chunks["hit_time_utc"].statistics.min == first
+    row = duckdb.sql(f"SELECT count(*) FROM '{path}' WHERE label IS NOT NULL").fetchall()[0]
+    assert row[0] == sum(r["label"] is not None for r in data)
 
 
 #: Every year a timestamp can hold, in the four digits of ISO 8601 (glibc's ``%Y`` writes 999).

@@ -11,7 +11,7 @@ import dagster as dg
 import pyarrow as pa
 
 from dataflow_assets.assets import flow_assets
-from dataflow_assets.formats import CsvHandler, FormatHandler, PartWriter
+from dataflow_assets.formats import PLAIN, CsvHandler, FormatHandler, FormatOptions, PartWriter
 from dataflow_assets.io_managers import io_manager_key
 from dataflow_assets.io_managers.ftp import FtpIOManager
 from dataflow_assets.io_managers.local import LocalIOManager
@@ -90,10 +90,12 @@ class CountingCsv(FormatHandler):
         self.opened: list[Path] = []
 
     def open_part(
-        self, path: Path, schema: pa.Schema, pool: Executor, csv_separator: str = ","
+        self, path: Path, schema: pa.Schema, pool: Executor, options: FormatOptions = PLAIN
     ) -> PartWriter:
         self.opened.append(path)
-        return CsvHandler().open_part(path, schema, pool, ";")  # this handler's own separator
+        return CsvHandler().open_part(
+            path, schema, pool, FormatOptions(csv_separator=";")
+        )  # this handler's own separator
 
 
 HANDLER = CountingCsv()
