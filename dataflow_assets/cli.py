@@ -8,6 +8,7 @@ dataflow status [FLOW...] [--json]   one line per flow: state, delivered, waitin
 dataflow schema [--output FILE]      the JSON Schema of a flow file
 dataflow new [--yes] [--FLAG VALUE...]   create a flow in two steps
 dataflow demo [--serve]              demo events, a first generation, the UI
+dataflow migrate --to postgresql://… copy the DuckDB store into an empty PostgreSQL one
 """
 
 from __future__ import annotations
@@ -483,6 +484,46 @@ def _serve(args: argparse.Namespace, traffic) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from dataflow_assets.store.migrate import MigrationError, migrate, open_source
+    from dataflow_assets.store.postgres import redact
+
+    if not args.to:
+        print(
+            "migrate: give the PostgreSQL store with --to (or $DATAFLOW_EVENTS_URL)",
+            file=sys.stderr,
+        )
+        return 2
+    target = redact(args.to)
+    try:
+        with open_source(Path(args.source)) as source:
+            print(f"migrate: {source.events:,} events from {source.path} to {target}")
+            with tqdm(total=source.events, unit=" events", disable=None, leave=False) as bar:
+                done = migrate(source, args.to, batch_rows=args.batch_rows, progress=_updater(bar))
+    except MigrationError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
+    t = done.tally
+    if done.already:
+        print(
+            f"migrate: {target} already holds store {done.store_id} ({t.events:,} events "
+            f"up to sequence {t.max_seq:,}); nothing written"
+        )
+        return 0
+    print(
+        f"migrate: copied {t.events:,} events (sequence up to {t.max_seq:,}), "
+        f"{t.properties} properties, {t.loads:,} loads, {t.landing_files:,} landing-ledger "
+        f"rows, store {done.store_id}, in {done.seconds:.1f} s "
+        f"({t.events / max(done.seconds, 1e-9):,.0f} events/s)"
+    )
+    print("migrate: verified: event count, sequence max and sum, every column's non-null count")
+    print(
+        f"next: point DATAFLOW_EVENTS_URL at {target} in every process (docs/deployment.md, "
+        f'"Moving to PostgreSQL"); {source.path} is no longer written: keep it as a backup'
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dataflow_assets.consumer.commands import register
 
@@ -569,6 +610,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="landing folder for the live traffic (default: $DATAFLOW_LANDING or data/landing)",
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("migrate", help="copy the DuckDB event store into an empty PostgreSQL one")
+    p.add_argument(
+        "--to",
+        default=os.environ.get("DATAFLOW_EVENTS_URL"),
+        help="postgresql://user:password@host:port/database (default: $DATAFLOW_EVENTS_URL)",
+    )
+    p.add_argument("--from", dest="source", default=str(default_db_path()), help=db_help)
+    p.add_argument("--batch-rows", type=int, default=100_000, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_migrate)
 
     register(sub)
     return parser
