@@ -485,7 +485,7 @@ def _serve(args: argparse.Namespace, traffic) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from dataflow_assets.store.migrate import MigrationError, migrate, open_source
+    from dataflow_assets.store.migrate import MigrationError, migrate, open_source, retire_source
     from dataflow_assets.store.postgres import redact
 
     if not args.to:
@@ -517,9 +517,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         f"({t.events / max(done.seconds, 1e-9):,.0f} events/s)"
     )
     print("migrate: verified: event count, sequence max and sum, every column's non-null count")
+    if args.keep_source:
+        print(f"migrate: {source.path} kept: nothing must write it any more")
+    else:
+        print(f"migrate: {source.path} renamed {retire_source(source.path)} (keep it as a backup)")
     print(
         f"next: point DATAFLOW_EVENTS_URL at {target} in every process (docs/deployment.md, "
-        f'"Moving to PostgreSQL"); {source.path} is no longer written: keep it as a backup'
+        '"Moving to PostgreSQL")'
     )
     return 0
 
@@ -618,6 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="postgresql://user:password@host:port/database (default: $DATAFLOW_EVENTS_URL)",
     )
     p.add_argument("--from", dest="source", default=str(default_db_path()), help=db_help)
+    p.add_argument(
+        "--keep-source",
+        action="store_true",
+        help="leave the DuckDB file under its name (by default it is renamed "
+        "FILE.moved-to-postgresql, so that nothing writes it again)",
+    )
     p.add_argument("--batch-rows", type=int, default=100_000, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_migrate)
 

@@ -22,6 +22,13 @@ reported as migrated, and nothing is written.
 The DuckDB file is opened read-only for the whole copy, which keeps its writers (ingest, the
 landing sensor) out until the copy ends: stop them first; they wait, then fail, rather than add
 events the copy would miss.
+
+After the move, both stores carry the same identity, so a destination cannot tell them apart: a
+process still writing the DuckDB file would hand out sequences PostgreSQL also hands out, and
+their generations would interleave on the destinations. ``retire_source`` renames the file
+(``dataflow migrate`` does, unless ``--keep-source``): a process left on the old setting then
+finds no store, and the new empty store it would make has an identity of its own, which every
+destination refuses.
 """
 
 from __future__ import annotations
@@ -58,6 +65,9 @@ from dataflow_assets.store.schema import (
 #: Rows per copied batch: big enough for COPY to run at speed, small enough to stay far below
 #: the ingest's memory budget (a few hundred bytes a row).
 BATCH_ROWS = 100_000
+
+#: What ``retire_source`` appends to the DuckDB file's name.
+RETIRED_SUFFIX = ".moved-to-postgresql"
 
 #: The landing ledger in PostgreSQL: the DuckDB ledger's columns (``landing.ledger``), same
 #: names, PostgreSQL types.
@@ -281,6 +291,12 @@ def open_source(path: Path, timeout_s: float = 120.0) -> Iterator[SourceStore]:
     identities gets its identity first (one short write), as any other use of it would."""
     path = Path(path)
     if not path.is_file():
+        retired = retired_path(path)
+        if retired.is_file():
+            raise MigrationError(
+                f"no event store at {path}: it was moved to PostgreSQL already (the file is now "
+                f"{retired})"
+            )
         raise MigrationError(f"no event store at {path} (give the DuckDB file with --from)")
     with ExitStack() as stack:
         try:
@@ -449,3 +465,19 @@ def _describe(tally: Tally) -> str:
         parts.append(f"{tally.landing_files:,} landing-ledger rows")
     parts.append(f"{tally.properties} properties")
     return ", ".join(parts)
+
+
+def retired_path(path: Path) -> Path:
+    return path.with_name(path.name + RETIRED_SUFFIX)
+
+
+def retire_source(path: Path) -> Path:
+    """Rename the moved DuckDB file (and a write-ahead log beside it) out of its settings' way,
+    so that nothing writes it again (see the module docstring); returns its new path."""
+    path = Path(path)
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():
+        wal.rename(retired_path(path).with_name(retired_path(path).name + ".wal"))
+    retired = retired_path(path)
+    path.rename(retired)
+    return retired

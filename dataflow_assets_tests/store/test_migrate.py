@@ -379,14 +379,21 @@ def test_the_command_copies_says_what_it_did_and_refuses_a_second_store(
     url: str,
 ) -> None:
     db = build_store(tmp_path, n=30)
+    identity = store_identity(db)
     assert main(["migrate", "--from", str(db), "--to", url]) == 0
     out = capsys.readouterr().out
     assert "copied 110 events (sequence up to 110)" in out
-    assert store_identity(db) in out and postgres.password not in out
-    assert_same_store(db, postgres, pg_database)
+    assert identity in out and postgres.password not in out
+    # The DuckDB file is renamed out of the way: nothing writes it after the move.
+    moved = db.with_name("events.duckdb.moved-to-postgresql")
+    assert not db.exists() and moved.is_file() and str(moved) in out
+    assert_same_store(moved, postgres, pg_database)
 
-    assert main(["migrate", "--from", str(db), "--to", url]) == 0
+    assert main(["migrate", "--from", str(db), "--to", url]) == 1
+    assert f"moved to PostgreSQL already (the file is now {moved})" in capsys.readouterr().err
+    assert main(["migrate", "--from", str(moved), "--to", url]) == 0
     assert "already holds store" in capsys.readouterr().out
+    assert moved.is_file()
 
     other = tmp_path / "other"
     other.mkdir()
@@ -394,6 +401,7 @@ def test_the_command_copies_says_what_it_did_and_refuses_a_second_store(
     assert main(["migrate", "--from", str(other / "events.duckdb"), "--to", url]) == 1
     err = capsys.readouterr().err
     assert "is not empty" in err and "110 events" in err and postgres.password not in err
+    assert (other / "events.duckdb").is_file()  # a refused move renames nothing
 
     assert main(["migrate", "--from", str(tmp_path / "missing.duckdb"), "--to", url]) == 1
     assert "no event store at" in capsys.readouterr().err
@@ -417,5 +425,5 @@ def test_the_command_takes_the_target_from_the_environment(
     )
     assert done.returncode == 0, done.stderr
     assert "copied 70 events" in done.stdout
-    assert_same_store(db, postgres, pg_database)
+    assert_same_store(db.with_name(db.name + ".moved-to-postgresql"), postgres, pg_database)
     assert postgres.password not in done.stdout + done.stderr
