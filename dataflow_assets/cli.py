@@ -487,6 +487,7 @@ def _serve(args: argparse.Namespace, traffic) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from dataflow_assets.store.migrate import MigrationError, migrate, open_source, retire_source
     from dataflow_assets.store.postgres import redact
+    from dataflow_assets.store.schema import default_db_path
 
     if not args.to:
         print(
@@ -496,7 +497,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return 2
     target = redact(args.to)
     try:
-        with open_source(Path(args.source)) as source:
+        with open_source(Path(args.source) if args.source else default_db_path()) as source:
             print(f"migrate: {source.events:,} events from {source.path} to {target}")
             with tqdm(total=source.events, unit=" events", disable=None, leave=False) as bar:
                 done = migrate(source, args.to, batch_rows=args.batch_rows, progress=_updater(bar))
@@ -621,7 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("DATAFLOW_EVENTS_URL"),
         help="postgresql://user:password@host:port/database (default: $DATAFLOW_EVENTS_URL)",
     )
-    p.add_argument("--from", dest="source", default=str(default_db_path()), help=db_help)
+    p.add_argument(
+        "--from",
+        dest="source",
+        help="the DuckDB event store (default: $DATAFLOW_EVENTS_DB or data/events.duckdb)",
+    )
     p.add_argument(
         "--keep-source",
         action="store_true",
