@@ -92,6 +92,9 @@ def location(text: str) -> Any:
 def child_ingest(store: str, path: str, stop_file: str | None) -> dict[str, Any]:
     """``dataflow ingest`` of ``path``: once, or (``stop_file``) again and again until the file
     exists."""
+    import adbc_driver_postgresql.dbapi  # noqa: F401 - imported before the clock starts
+
+    import dataflow_assets.store.ingest  # noqa: F401
     from dataflow_assets.cli import main
 
     waits = count_lock_waits()
@@ -328,9 +331,12 @@ def main() -> None:
             )
             assert moved.returncode == 0, moved.stderr
             seconds = time.perf_counter() - t0
+            size = pg_size(pg, url)
             print(
                 f"# dataflow migrate: {args.events:,} events in {seconds:.1f} s "
-                f"({args.events / seconds:,.0f} events/s; server CPU {server.cpu() - c0:.1f} s)",
+                f"({args.events / seconds:,.0f} events/s; server CPU {server.cpu() - c0:.1f} s); "
+                f"DuckDB file {db.stat().st_size / 2**20:,.0f} MiB, PostgreSQL database "
+                f"{size / 2**20:,.0f} MiB",
                 flush=True,
             )
             store_of["postgresql"] = url
@@ -480,6 +486,16 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, list[Any]]]) -
     raw = OUT / "store_bench.json"
     raw.write_text(json.dumps({"args": vars(args), "results": results}, indent=1, default=str))
     print(f"\n# raw figures: {raw}")
+
+
+def pg_size(pg: Any, url: str) -> int:
+    conn = pg.connect(url.rsplit("/", 1)[1])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_database_size(current_database())")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
 
 
 def uptime() -> str:
