@@ -41,7 +41,7 @@ from dataflow_assets.planner import generation_from_tags
 from dataflow_assets.regenerate import RegenerationError, refuse_incomplete
 from dataflow_assets.resources import EventStore
 from dataflow_assets.run_state import files_key, process_tags, report_key
-from dataflow_assets.store.schema import store_identity
+from dataflow_assets.store.backend import open_store
 
 log = logging.getLogger(__name__)
 # single_run() is the documented way to run a partition range in one run; its beta status is noise.
@@ -146,7 +146,7 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         run_tags = dict(context.run.tags)
         live = tags.GENERATION in run_tags
         if live:
-            generation = generation_from_tags(flow, run_tags, store_identity(store.path))
+            generation = generation_from_tags(flow, run_tags, open_store(store.path).store_id())
             state = _live_state(context, flow, generation)
             if state is not LiveState.NEW:
                 # Planned before another run delivered this window (a schedule tick racing
@@ -160,7 +160,7 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
                     flow, generation, None, list(context.partition_keys), already_delivered=True
                 )
         else:
-            generation = _regeneration(context, flow, store_identity(store.path))
+            generation = _regeneration(context, flow, open_store(store.path).store_id())
         context.log.info(
             f"{generation.kind} generation {generation.id} of {flow.name}: insertion window "
             f"({generation.from_seq}, {generation.to_seq}], partitions {context.partition_keys[0]}"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from dataflow_assets.logs import quiet_library_loggers
-from dataflow_assets.store.schema import default_db_path
+from dataflow_assets.store.location import StoreLocation, describe, location_of
 
 if TYPE_CHECKING:
     from dataflow_assets.flow import FlowError
@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 # `dataflow ingest` must not pay for importing Dagster (~1-4 s of CPU): what needs it is
 # imported on first use.
+
+
+DB_HELP = (
+    "event store: a DuckDB file or a postgresql:// URL (default: $DATAFLOW_EVENTS_URL, "
+    "else $DATAFLOW_EVENTS_DB or data/events.duckdb)"
+)
 
 
 def _human(n: float) -> str:
@@ -108,7 +114,7 @@ def _updater(bar: tqdm) -> Callable[[int], None]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from dataflow_assets.store.ingest import ingest_file
 
-    db = Path(args.db)
+    db = location_of(args.db)
     total_loaded = total_rejected = failed = 0
     for name in args.files:
         path = Path(name)
@@ -147,7 +153,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if total_rejected or failed else 0
 
 
-def _instance_and_defs(db: Path):
+def _instance_and_defs(db: StoreLocation):
     import dagster as dg
 
     from dataflow_assets.definitions import build_definitions
@@ -186,7 +192,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dataflow_assets import progress
     from dataflow_assets.export import export_flow
 
-    instance, defs, flows = _instance_and_defs(Path(args.db))
+    instance, defs, flows = _instance_and_defs(location_of(args.db))
     try:
         targets = (
             [flows.by_name(n) for n in args.flows]
@@ -209,7 +215,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                     defs,
                     instance,
                     flow,
-                    Path(args.db),
+                    location_of(args.db),
                     adopt=getattr(args, "adopt_destination", False),
                 )
         except Exception as exc:  # one flow's failure (its planning, its lock) never stops another
@@ -267,7 +273,7 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
     from dataflow_assets import progress
     from dataflow_assets.regenerate import RegenerationError, parse_bound, regenerate
 
-    instance, defs, flows = _instance_and_defs(Path(args.db))
+    instance, defs, flows = _instance_and_defs(location_of(args.db))
     try:
         flow = flows.by_name(args.flow)
         start, end = parse_bound(args.start), parse_bound(args.end)
@@ -315,7 +321,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2
-    statuses = [flow_status(instance, flow, Path(args.db)) for flow in targets]
+    statuses = [flow_status(instance, flow, location_of(args.db)) for flow in targets]
     instance.dispose()
     if args.json:
         print(json.dumps([s.to_json() for s in statuses], indent=2))
@@ -367,7 +373,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     dialog = Dialog(answers, interactive=not args.yes)
     flows_dir = Path(args.flows_dir) if args.flows_dir else default_flows_dir()
     try:
-        run(dialog, Path(args.db), flows_dir, probe=not args.no_probe)
+        run(dialog, location_of(args.db), flows_dir, probe=not args.no_probe)
     except WizardError as exc:
         print(f"dataflow new: {exc}", file=sys.stderr)
         return 1
@@ -391,12 +397,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from dataflow_assets.demo import TrafficGenerator, write_ndjson
+    from dataflow_assets.store.backend import open_store
     from dataflow_assets.store.ingest import ingest_file
-    from dataflow_assets.store.schema import connect, max_seq
 
-    db = Path(args.db)
-    with connect(db, read_only=True) as con:
-        existing = max_seq(con)
+    db = location_of(args.db)
+    existing = open_store(db).max_seq()
     traffic = TrafficGenerator(seed=int(time.time()))
     now = dt.datetime.now(dt.UTC)
     if existing == 0:
@@ -404,9 +409,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             path = Path(tmp) / "demo-history.ndjson"
             write_ndjson(path, traffic.events(args.events, now - dt.timedelta(hours=48), now))
             result = ingest_file(db, path)
-        print(f"demo: loaded {result.loaded} events of the last 48 hours into {db}")
+        print(f"demo: loaded {result.loaded} events of the last 48 hours into {describe(db)}")
     else:
-        print(f"demo: the store {db} already holds {existing} events; adding live traffic only")
+        print(
+            f"demo: the store {describe(db)} already holds {existing} events; "
+            "adding live traffic only"
+        )
     code = cmd_export(argparse.Namespace(flows=[], db=args.db))
     _demo_checks(db, since=now - dt.timedelta(hours=48))
     if not args.serve:
@@ -414,7 +422,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _serve(args, traffic)
 
 
-def _demo_checks(db: Path, since: dt.datetime) -> None:
+def _demo_checks(db: StoreLocation, since: dt.datetime) -> None:
     """Run each enabled flow's checks once, so the UI opens on evaluated checks (the checks
     schedule runs them 5 minutes after each tick), and say when a flow's start_date makes the UI
     count many partitions the demo has no events for."""
@@ -536,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dataflow", description="Raw analytics event exports (Data Flow) on Dagster."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    db_help = "event store (default: $DATAFLOW_EVENTS_DB or data/events.duckdb)"
+    db_help = DB_HELP
 
     p = sub.add_parser("validate", help="check flow files; exit 1 if any is invalid")
     p.add_argument(
@@ -548,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="run one generation of each flow now")
     p.add_argument("flows", nargs="*", help="flow names (default: every enabled flow)")
-    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.add_argument("--db", default=None, help=db_help)
     p.add_argument(
         "--adopt-destination",
         action="store_true",
@@ -566,13 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="first instant, e.g. 2026-11-01 or 2026-11-01T10:00",
     )
     p.add_argument("--to", dest="end", required=True, help="end instant (excluded)")
-    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.add_argument("--db", default=None, help=db_help)
     p.set_defaults(func=cmd_regenerate)
 
     p = sub.add_parser("status", help="how every flow is doing, one line per flow")
     p.add_argument("flows", nargs="*", help="flow names (default: every flow)")
     p.add_argument("--json", action="store_true", help="a JSON array, for scripts")
-    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.add_argument("--db", default=None, help=db_help)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
@@ -588,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="ask nothing: flags and defaults only")
     p.add_argument("--no-probe", action="store_true", help="do not test the destination")
     p.add_argument("--flows-dir", help="where to write it (default: $DATAFLOW_FLOWS_DIR or flows/)")
-    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.add_argument("--db", default=None, help=db_help)
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("schema", help="print (or write) the JSON Schema of a flow file")
@@ -598,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", help="load demo events, export once, and (with --serve) serve the UI"
     )
-    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.add_argument("--db", default=None, help=db_help)
     p.add_argument("--events", type=int, default=60_000, help="history to load into an empty store")
     p.add_argument(
         "--serve",
@@ -643,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_ingest(sub: argparse._SubParsersAction, db_help: str) -> None:
     p = sub.add_parser("ingest", help="append events from NDJSON, CSV or Parquet files (.gz too)")
     p.add_argument("files", nargs="+")
-    p.add_argument("--db", default=str(default_db_path()), help=db_help)
+    p.add_argument("--db", default=None, help=db_help)
     p.set_defaults(func=cmd_ingest)
 
 
@@ -651,7 +659,7 @@ def _ingest_parser() -> argparse.ArgumentParser:
     """The parser of ``dataflow ingest`` alone: no Dagster import on the ingest path."""
     parser = argparse.ArgumentParser(prog="dataflow")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_ingest(sub, "event store (default: $DATAFLOW_EVENTS_DB or data/events.duckdb)")
+    _add_ingest(sub, DB_HELP)
     return parser
 
 

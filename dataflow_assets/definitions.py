@@ -27,7 +27,7 @@ from dataflow_assets.schedules import (
     generation_schedule,
     regeneration_job,
 )
-from dataflow_assets.store.schema import default_db_path
+from dataflow_assets.store.location import StoreLocation, default_location
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,10 @@ def flow_definitions(flow: FlowSpec) -> tuple[list, list, list, list]:
 
 
 def build_definitions(
-    flows: FlowSet, db: Path | None = None, landing: LandingSetup | None = None
+    flows: FlowSet, db: StoreLocation | None = None, landing: LandingSetup | None = None
 ) -> dg.Definitions:
-    """Definitions of ``flows`` reading the store at ``db`` (default: ``DATAFLOW_EVENTS_DB``),
+    """Definitions of ``flows`` reading the store at ``db`` (default: ``DATAFLOW_EVENTS_URL``,
+    else ``DATAFLOW_EVENTS_DB``),
     with the landing zone ``landing`` (default: from ``DATAFLOW_LANDING*`` / landing.yaml).
 
     A flow that cannot be built is refused alone, like an invalid file: the code location and
@@ -88,7 +89,7 @@ def build_definitions(
         jobs=jobs,
         schedules=schedules,
         sensors=[
-            *landing_sensors(landing, db or default_db_path()),
+            *landing_sensors(landing, db if db is not None else default_location()),
             *alert_sensors(built, default_on=alerts_wanted()),
         ],
         resources=default_resources(db, built),

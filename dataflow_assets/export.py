@@ -24,6 +24,7 @@ from dataflow_assets.generation import GenerationResult
 from dataflow_assets.planner import Plan, Skip, plan_generation
 from dataflow_assets.run_state import files_key, flow_file_lock, process_tags
 from dataflow_assets.schedules import job_name
+from dataflow_assets.store.location import StoreLocation
 
 if TYPE_CHECKING:  # the type of Dagster's serialized errors (step failures)
     from dagster_shared.error import SerializableErrorInfo
@@ -175,7 +176,7 @@ def export_flow(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     flow: FlowSpec,
-    db: Path,
+    db: StoreLocation,
     *,
     adopt: bool = False,
 ) -> ExportOutcome:

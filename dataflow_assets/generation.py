@@ -31,6 +31,7 @@ from dataflow_assets.flow import FlowSpec
 from dataflow_assets.formats import FormatHandler, PartWriter, handler_for
 from dataflow_assets.formats.base import threads, use_fast_memory_pool
 from dataflow_assets.partitions import parse_partition_key, partition_end, partition_key
+from dataflow_assets.store.location import StoreLocation
 from dataflow_assets.store.window import StagedWindow, WindowQuery, stage_window
 
 log = logging.getLogger(__name__)
@@ -343,7 +344,7 @@ def _remove_dead_workdirs(staging_root: Path, flow_name: str) -> None:
 def run_generation(
     flow: FlowSpec,
     generation: Generation,
-    db: Path,
+    db: StoreLocation,
     destination: Destination,
     staging_root: Path | None = None,
     progress: Progress | None = None,
@@ -361,7 +362,7 @@ def run_generation(
     return deliver_staged(flow, generation, staged, destination, workdir, progress=progress)
 
 
-def stage_generation(flow: FlowSpec, generation: Generation, db: Path) -> StagedWindow:
+def stage_generation(flow: FlowSpec, generation: Generation, db: StoreLocation) -> StagedWindow:
     """The generation's rows, staged: read lazily from the store by ``StagedWindow.pieces()``,
     slice by slice, each slice with its own short read-only connection."""
     return stage_window(db, generation.query(flow), None)

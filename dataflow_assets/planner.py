@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 
@@ -34,7 +33,8 @@ from dataflow_assets.partitions import (
     partitions_def,
 )
 from dataflow_assets.run_state import FAILED, attempts_of, last_generation_run, runs_in_flight
-from dataflow_assets.store.schema import connect, max_seq, store_identity
+from dataflow_assets.store.backend import open_store
+from dataflow_assets.store.location import StoreLocation
 from dataflow_assets.store.window import count_window
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def partition_range(flow: FlowSpec, first: dt.datetime, last: dt.datetime) -> tu
 def plan_generation(
     instance: dg.DagsterInstance,
     flow: FlowSpec,
-    db: Path,
+    db: StoreLocation,
     now: dt.datetime | None = None,
     *,
     adopt: bool = False,
@@ -136,7 +136,7 @@ def plan_generation(
         return Skip(
             f"generation run {in_flight[0].run_id} of {flow.name} is still queued or running"
         )
-    store = store_identity(db)
+    store = open_store(db).store_id()
     hint = dagster_hint(instance, flow)
     try:
         with destination_for(flow) as destination:
@@ -163,8 +163,7 @@ def plan_generation(
                 return plan.adopting() if adopt else plan
         # Nothing of that window passes the flow's filters any more, or another run delivered
         # it: plan afresh from the destination's record.
-    with connect(db, read_only=True) as con:
-        top = max_seq(con)
+    top = open_store(db).max_seq()
     window = record.next_window(top)
     if window is None:
         return Skip(f"no new events for {flow.name} since sequence {record.watermark}")

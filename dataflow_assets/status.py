@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -29,6 +28,7 @@ from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
 from dataflow_assets.run_state import FAILED, IN_FLIGHT, last_generation_run
 from dataflow_assets.store.counts import waiting
+from dataflow_assets.store.location import StoreLocation
 
 IDLE = "idle"
 BEHIND = "behind"
@@ -132,7 +132,7 @@ class FlowStatus:
 
 
 def flow_status(
-    instance: dg.DagsterInstance, flow: FlowSpec, db: Path, now: dt.datetime | None = None
+    instance: dg.DagsterInstance, flow: FlowSpec, db: StoreLocation, now: dt.datetime | None = None
 ) -> FlowStatus:
     """The status of ``flow`` at ``now`` (default: the current time)."""
     now = now or dt.datetime.now(dt.UTC)

@@ -28,6 +28,7 @@ from dataflow_assets.flow import (
 )
 from dataflow_assets.new_flow import ChoiceError
 from dataflow_assets.store.catalog import Catalog, catalog
+from dataflow_assets.store.location import StoreLocation
 
 T = TypeVar("T")
 FORMATS = ["csv", "json", "parquet"]
@@ -139,7 +140,7 @@ def _port(text: str) -> int:
 
 def run(
     dialog: Dialog,
-    db: Path,
+    db: StoreLocation,
     flows_dir: Path,
     probe: bool = True,
     now: dt.datetime | None = None,

@@ -27,6 +27,7 @@ from dataflow_assets.definitions import build_definitions
 from dataflow_assets.export import ExportOutcome, export_flow
 from dataflow_assets.flow import FlowSet, FlowSpec, parse_flow
 from dataflow_assets.store.ingest import ingest_file
+from dataflow_assets.store.location import StoreLocation
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -58,11 +59,12 @@ def write_ndjson(path: Path, events: Iterable[dict[str, Any]]) -> Path:
 
 @dataclass
 class Harness:
-    """A temporary DAGSTER_HOME, DuckDB store and destination root, with helpers."""
+    """A temporary DAGSTER_HOME, event store (a DuckDB file, or a PostgreSQL URL) and
+    destination root, with helpers."""
 
     root: Path
     instance: dg.DagsterInstance
-    db: Path
+    db: StoreLocation
     out: Path
     counter: int = 0
     flows: list[FlowSpec] = field(default_factory=list)
@@ -90,9 +92,13 @@ class Harness:
         return export_flow(defs, self.instance, flow, self.db)
 
 
-def make_harness(tmp_path: Path, dagster_yaml: Path | None = None) -> Harness:
+def make_harness(
+    tmp_path: Path, dagster_yaml: Path | None = None, db: StoreLocation | None = None
+) -> Harness:
     """A harness in ``tmp_path``; ``dagster_yaml`` (e.g. the PostgreSQL instance of deploy/)
-    becomes its instance's settings (default: Dagster's defaults, SQLite in the home)."""
+    becomes its instance's settings (default: Dagster's defaults, SQLite in the home); ``db``
+    its store (default: ``events.duckdb`` in ``tmp_path``; a PostgreSQL URL must also be the
+    environment's ``DATAFLOW_EVENTS_URL``, as the ``store`` fixture sets it)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     if dagster_yaml is not None:
@@ -102,7 +108,8 @@ def make_harness(tmp_path: Path, dagster_yaml: Path | None = None) -> Harness:
     # Anything that falls back to the default store must find this one, never ./data.
     os.environ["DATAFLOW_EVENTS_DB"] = str(tmp_path / "events.duckdb")
     instance = dg.DagsterInstance.get()
-    return Harness(tmp_path, instance, tmp_path / "events.duckdb", tmp_path / "dest")
+    store = db if db is not None else tmp_path / "events.duckdb"
+    return Harness(tmp_path, instance, store, tmp_path / "dest")
 
 
 # ---------------------------------------------------------------- independent readers

@@ -58,8 +58,9 @@ def traffic(n: int, start_id: int = 1, spread_minutes: int = 300) -> list[dict]:
 @pytest.mark.parametrize("granularity", GRANULARITIES)
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_and_granularity_delivers_exactly_the_events(
-    harness: Harness, fmt: str, granularity: str
+    store_harness: Harness, fmt: str, granularity: str
 ) -> None:
+    harness = store_harness
     events = traffic(240)
     harness.ingest(events)
     flow = harness.flow(format=fmt, partitioning=granularity, max_rows_per_file=17)

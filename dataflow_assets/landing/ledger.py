@@ -9,7 +9,8 @@
 - ``status = 'unreadable'``: a file that cannot be read at all, with the reason; it is retried
   only when its size or stamp changes.
 
-Columns: uri, size, stamp (mtime in ns, or the S3 ETag), checksum (SHA-256 of the bytes
+The table is in the event store (DuckDB or PostgreSQL, ``store.backend``); its SQL is the
+store interface's (``?`` parameters). Columns: uri, size, stamp (mtime in ns, or the S3 ETag), checksum (SHA-256 of the bytes
 ingested), status, reason, rows, first_seq, last_seq, loaded_at, run_id.
 """
 
@@ -17,12 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
-
-import duckdb
 
 from dataflow_assets.landing.files import LandedFile
-from dataflow_assets.store.schema import connect
+from dataflow_assets.store.backend import Session, open_store
+from dataflow_assets.store.location import StoreLocation
 
 LEDGER_SQL = """
 CREATE TABLE IF NOT EXISTS landing_files (
@@ -64,16 +63,23 @@ class LedgerEntry:
         return self.status == INGESTED or (self.size, self.stamp) == file.version
 
 
-def _has_ledger(con: duckdb.DuckDBPyConnection) -> bool:
+#: URIs per ``IN (...)`` list of a ledger read.
+_URIS_PER_QUERY = 500
+
+
+def _has_ledger(con: Session) -> bool:
     row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'landing_files'"
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'landing_files' "
+        "AND table_schema = current_schema()"
     ).fetchone()
     return bool(row and row[0])
 
 
-def read_ledger(db: Path, uris: list[str] | None = None) -> dict[str, LedgerEntry]:
+def read_ledger(db: StoreLocation, uris: list[str] | None = None) -> dict[str, LedgerEntry]:
     """The ledger (of ``uris`` only, if given), by URI: a short read-only look at the store."""
-    with connect(db, read_only=True) as con:
+    if uris is not None and not uris:
+        return {}
+    with open_store(db).reading() as con:
         if not _has_ledger(con):
             return {}
         sql = (
@@ -81,16 +87,18 @@ def read_ledger(db: Path, uris: list[str] | None = None) -> dict[str, LedgerEntr
             "FROM landing_files"
         )
         if uris is not None:
-            if not uris:
-                return {}
-            rows = con.execute(sql + " WHERE uri IN (SELECT unnest(?))", [uris]).fetchall()
+            rows = []
+            for i in range(0, len(uris), _URIS_PER_QUERY):
+                part = uris[i : i + _URIS_PER_QUERY]
+                marks = ", ".join("?" * len(part))
+                rows += con.execute(f"{sql} WHERE uri IN ({marks})", part).fetchall()
         else:
             rows = con.execute(sql).fetchall()
     return {row[0]: LedgerEntry(*row) for row in rows}
 
 
 def record_ingested(
-    con: duckdb.DuckDBPyConnection,
+    con: Session,
     file: LandedFile,
     checksum: str,
     first_seq: int | None,
@@ -114,30 +122,24 @@ def record_ingested(
     )
 
 
-def record_unreadable(db: Path, file: LandedFile, reason: str, run_id: str | None) -> None:
+def record_unreadable(db: StoreLocation, file: LandedFile, reason: str, run_id: str | None) -> None:
     """Record that this version of ``file`` cannot be read (unless it was ingested meanwhile)."""
-    with connect(db, read_only=False) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(LEDGER_SQL)
-            done = con.execute(
-                "SELECT 1 FROM landing_files WHERE uri = ? AND status = ?", [file.uri, INGESTED]
-            ).fetchone()
-            if not done:
-                con.execute("DELETE FROM landing_files WHERE uri = ?", [file.uri])
-                con.execute(
-                    "INSERT INTO landing_files (uri, size, stamp, status, reason, run_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [file.uri, file.size, file.stamp, UNREADABLE, reason[:2000], run_id],
-                )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    with open_store(db).writing() as con:
+        con.execute(LEDGER_SQL)
+        done = con.execute(
+            "SELECT 1 FROM landing_files WHERE uri = ? AND status = ?", [file.uri, INGESTED]
+        ).fetchone()
+        if not done:
+            con.execute("DELETE FROM landing_files WHERE uri = ?", [file.uri])
+            con.execute(
+                "INSERT INTO landing_files (uri, size, stamp, status, reason, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [file.uri, file.size, file.stamp, UNREADABLE, reason[:2000], run_id],
+            )
 
 
 def record_ingested_after(
-    db: Path,
+    db: StoreLocation,
     file: LandedFile,
     checksum: str,
     first_seq: int | None,
@@ -146,11 +148,5 @@ def record_ingested_after(
 ) -> None:
     """Record ``file`` as ingested in a transaction of its own, for an ingest that did not call
     its ``in_transaction`` hook (nothing to commit: a file without valid rows)."""
-    with connect(db, read_only=False) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            record_ingested(con, file, checksum, first_seq, last_seq, run_id)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    with open_store(db).writing() as con:
+        record_ingested(con, file, checksum, first_seq, last_seq, run_id)

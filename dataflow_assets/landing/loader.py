@@ -37,7 +37,9 @@ from dataflow_assets.landing.ledger import (
 )
 from dataflow_assets.landing.local import LocalZone
 from dataflow_assets.landing.s3 import S3Zone
+from dataflow_assets.store.backend import Session
 from dataflow_assets.store.ingest import ingest_file, rejected_path_for
+from dataflow_assets.store.location import StoreLocation
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +85,13 @@ def sha256_of(path: Path) -> str:
 
 
 def ingest_landed(
-    db: Path, zone: Zone, files: list[LandedFile], run_id: str | None = None
+    db: StoreLocation, zone: Zone, files: list[LandedFile], run_id: str | None = None
 ) -> list[FileOutcome]:
     """Ingest ``files`` of ``zone`` in order, each at most once (see the module docstring)."""
     return [_ingest_one(db, zone, file, run_id) for file in files]
 
 
-def _ingest_one(db: Path, zone: Zone, file: LandedFile, run_id: str | None) -> FileOutcome:
+def _ingest_one(db: StoreLocation, zone: Zone, file: LandedFile, run_id: str | None) -> FileOutcome:
     uploaded: list[str] = []
     committed: list[bool] = []
 
@@ -102,7 +104,7 @@ def _ingest_one(db: Path, zone: Zone, file: LandedFile, run_id: str | None) -> F
         with zone.fetched(file) as local:
             checksum = sha256_of(local)
 
-            def in_transaction(con: duckdb.DuckDBPyConnection, first: int | None, last: int | None):
+            def in_transaction(con: Session, first: int | None, last: int | None):
                 if not zone.unchanged(file):
                     raise FileChanged(f"{file.name}: changed while it was read")
                 record_ingested(con, file, checksum, first, last, run_id)
@@ -142,7 +144,7 @@ def _ingest_one(db: Path, zone: Zone, file: LandedFile, run_id: str | None) -> F
 
 
 def settled_by_age(
-    db: Path, zone: Zone, settle_seconds: float, now: float | None = None
+    db: StoreLocation, zone: Zone, settle_seconds: float, now: float | None = None
 ) -> list[LandedFile]:
     """Files not yet in the ledger whose last modification is ``settle_seconds`` old (the rule
     of a run launched by hand, without the sensor's observations)."""

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
-
 from dataflow_assets.landing.files import FileChanged, LandedFile, is_landing_name
+from dataflow_assets.store.backend import Session
 
 
 class LocalZone:
@@ -61,7 +60,7 @@ class LocalZone:
         """Where the file's rejected rows are (already beside it)."""
         return str(local)
 
-    def name_source(self, con: duckdb.DuckDBPyConnection, file: LandedFile, local: Path) -> None:
+    def name_source(self, con: Session, file: LandedFile, local: Path) -> None:
         """The store's ``loads`` row already names the file itself."""
 
     def unchanged(self, file: LandedFile) -> bool:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import boto3
 import botocore.exceptions
-import duckdb
 
 from dataflow_assets.landing.config import LandingConfig
 from dataflow_assets.landing.files import REJECTED_SUFFIX, FileChanged, LandedFile, is_landing_name
+from dataflow_assets.store.backend import Session
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -103,7 +103,7 @@ class S3Zone:
         """The local copy is the listed version (pinned by its ETag)."""
         return True
 
-    def name_source(self, con: duckdb.DuckDBPyConnection, file: LandedFile, local: Path) -> None:
+    def name_source(self, con: Session, file: LandedFile, local: Path) -> None:
         """Inside the ingest transaction: the store's ``loads`` row names the object, not its
         temporary copy (the temporary folder is unique, so only this file's row matches)."""
         con.execute("UPDATE loads SET source = ? WHERE source = ?", [file.uri, str(local)])

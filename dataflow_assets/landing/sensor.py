@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -33,6 +32,7 @@ from dataflow_assets.landing.config import LandingConfig, LandingSetup
 from dataflow_assets.landing.files import LandedFile
 from dataflow_assets.landing.ledger import read_ledger
 from dataflow_assets.landing.loader import zone_for
+from dataflow_assets.store.location import StoreLocation
 
 SENSOR_NAME = "landing_sensor"
 JOB_NAME = "landing_ingest"
@@ -61,7 +61,10 @@ def _load_cursor(text: str | None) -> tuple[dict[str, list], dict[str, list]]:
 
 
 def evaluate(
-    context: dg.SensorEvaluationContext, config: LandingConfig, db: Path, now: float | None = None
+    context: dg.SensorEvaluationContext,
+    config: LandingConfig,
+    db: StoreLocation,
+    now: float | None = None,
 ) -> dg.SensorResult:
     """One tick: the run requests for the files that settled, and the new cursor."""
     now = time.time() if now is None else now
@@ -133,7 +136,7 @@ def _run_finished(instance: dg.DagsterInstance, key: str, asked_at: float, now: 
     return now - asked_at >= RETRY_SECONDS
 
 
-def landing_sensor(config: LandingConfig, db: Path) -> dg.SensorDefinition:
+def landing_sensor(config: LandingConfig, db: StoreLocation) -> dg.SensorDefinition:
     @dg.sensor(
         name=SENSOR_NAME,
         job_name=JOB_NAME,
@@ -152,6 +155,6 @@ def landing_sensor(config: LandingConfig, db: Path) -> dg.SensorDefinition:
     return sensor
 
 
-def landing_sensors(setup: LandingSetup, db: Path) -> list[dg.SensorDefinition]:
+def landing_sensors(setup: LandingSetup, db: StoreLocation) -> list[dg.SensorDefinition]:
     """The landing sensor, or none when no (valid) landing zone is configured."""
     return [landing_sensor(setup.config, db)] if setup.config is not None else []

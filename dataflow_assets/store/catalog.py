@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
-from dataflow_assets.store.schema import PropertyType, connect, property_types, quote
+from dataflow_assets.store.backend import open_store
+from dataflow_assets.store.location import StoreLocation
+from dataflow_assets.store.schema import PropertyType, quote
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,11 @@ class Catalog:
         return next((p for p in self.properties if p.key == key), None)
 
 
-def catalog(db: Path) -> Catalog:
+def catalog(db: StoreLocation) -> Catalog:
     """The store's sites and properties (one scan of the events table)."""
-    with connect(db, read_only=True) as con:
-        types = property_types(con)
+    store = open_store(db)
+    types = store.property_types()
+    with store.reading() as con:
         keys: list[str] = [k for k in ("hit_time_utc", "event_id", "site_id") if k in types]
         keys += sorted(k for k in types if k not in keys)
         counts = ", ".join(f"count({quote(k)})" for k in keys)

@@ -1,20 +1,20 @@
-"""Counts the completeness and freshness checks compare deliveries against."""
+"""Counts the completeness and freshness checks compare deliveries against (any store)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
-from dataflow_assets.partitions import sql_partition_start
-from dataflow_assets.store.schema import connect, property_types
+from dataflow_assets.store.backend import open_store
+from dataflow_assets.store.location import StoreLocation
 from dataflow_assets.store.window import WindowQuery, _where
 
 
-def rows_by_partition(db: Path, query: WindowQuery) -> dict[dt.datetime, int]:
+def rows_by_partition(db: StoreLocation, query: WindowQuery) -> dict[dt.datetime, int]:
     """Rows of the window that pass its filters, by partition start."""
-    bucket = sql_partition_start("hit_time_utc", query.granularity)
-    with connect(db, read_only=True) as con:
-        where, params = _where(query, property_types(con))
+    store = open_store(db)
+    bucket = store.partition_start_sql("hit_time_utc", query.granularity)
+    where, params = _where(query, store.property_types(), store)
+    with store.reading() as con:
         rows = con.execute(
             f"SELECT {bucket} AS p, count(*) FROM events WHERE {where} GROUP BY p",
             [query.from_seq, query.to_seq, *params],
@@ -22,18 +22,19 @@ def rows_by_partition(db: Path, query: WindowQuery) -> dict[dt.datetime, int]:
     return {start.astimezone(dt.UTC): int(n) for start, n in rows}
 
 
-def oldest_load_after(db: Path, seq: int) -> dt.datetime | None:
+def oldest_load_after(db: StoreLocation, seq: int) -> dt.datetime | None:
     """When the oldest load holding events above ``seq`` was committed (None: no such load)."""
-    with connect(db, read_only=True) as con:
+    with open_store(db).reading() as con:
         row = con.execute("SELECT min(loaded_at) FROM loads WHERE last_seq > ?", [seq]).fetchone()
     return row[0].astimezone(dt.UTC) if row and row[0] is not None else None
 
 
-def waiting(db: Path, query: WindowQuery) -> tuple[int, dt.datetime | None]:
+def waiting(db: StoreLocation, query: WindowQuery) -> tuple[int, dt.datetime | None]:
     """Rows of the window that pass its filters, and when the load holding the first of them
     (the lowest insertion sequence) was committed: how long the oldest of them has waited."""
-    with connect(db, read_only=True) as con:
-        where, params = _where(query, property_types(con))
+    store = open_store(db)
+    where, params = _where(query, store.property_types(), store)
+    with store.reading() as con:
         row = con.execute(
             f"SELECT count(*), min(ingest_seq) FROM events WHERE {where}",
             [query.from_seq, query.to_seq, *params],

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from dataflow_assets.store.backend import postgres_store
 from dataflow_assets.store.ingest_batch import FileTypes, NeedsRowPath, connection, type_batch
 from dataflow_assets.store.ingest_readers import raw_batches
 from dataflow_assets.store.ingest_rows import (
@@ -40,6 +41,7 @@ from dataflow_assets.store.ingest_rows import (
     ingest_file_rowwise,
     rejected_path_for,
 )
+from dataflow_assets.store.location import StoreLocation, is_postgres
 from dataflow_assets.store.schema import connect, property_types
 from dataflow_assets.store.staging import ConcurrentTypeError, Staging, append_to_duckdb
 
@@ -56,7 +58,7 @@ Progress = Callable[[int], None]
 
 
 def ingest_file(
-    db: Path,
+    db: StoreLocation,
     path: Path,
     progress: Progress | None = None,
     in_transaction: InTransaction | None = None,
@@ -70,6 +72,11 @@ def ingest_file(
     the rejected-rows file (None when nothing was rejected). Raises ``UnreadableFile`` (nothing
     loaded) for a file that cannot be read to its end, ``ValueError`` for an unknown extension.
     """
+    if is_postgres(db):  # the same reading and typing, appended through the PostgreSQL store
+        from dataflow_assets.store import postgres_ingest
+
+        return postgres_ingest.ingest_file(postgres_store(db), path, progress, in_transaction)
+    db = Path(db)
     path = Path(path)
     _format_of(path)  # fail early on an unknown extension
     with connect(db, read_only=True) as con:

@@ -1,5 +1,6 @@
 """The PostgreSQL event store: the same tables and types as the DuckDB store, for deployments
-that outgrow one file (issue 13). Nothing calls it yet; the store interface will choose it.
+that outgrow one file, behind the store interface (``store.backend.Store``); chosen by
+``DATAFLOW_EVENTS_URL=postgresql://...`` (``store.location``).
 
 Tables (as in ``store.schema``):
 - ``events``: one row per event; ``ingest_seq`` (primary key) is the insertion sequence
@@ -10,6 +11,7 @@ Tables (as in ``store.schema``):
 - ``loads``: one row per append (audit): source, rows, rejected, first and last sequence.
 - ``store_identity``: one row, the store's identity (a UUID), made with the store.
 - ``store_sequence``: one row, the last insertion sequence handed out.
+- ``landing_files``: the landing zone's ledger (``landing/ledger.py``).
 
 Appends are serialized on one advisory transaction lock (``pg_advisory_xact_lock``), taken
 before the sequence is read and held until commit. So sequence values become visible in commit
@@ -31,10 +33,9 @@ the Arrow types of ``PropertyType.arrow``, the DuckDB store's.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +44,10 @@ import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataflow_assets.partitions import Granularity
+from dataflow_assets.store.location import redact
 from dataflow_assets.store.schema import REQUIRED, PropertyType, quote
-from dataflow_assets.store.window import WindowQuery
+from dataflow_assets.store.window import WindowQuery, _where
 
 #: The advisory lock key every append (and the schema's creation) takes: "dataflow" in ASCII.
 APPEND_LOCK = 0x64617461666C6F77
@@ -124,6 +127,21 @@ SCHEMA_STATEMENTS = (
     """INSERT INTO properties VALUES
         ('hit_time_utc', 'timestamp', 0), ('event_id', 'integer', 0), ('site_id', 'integer', 0)
         ON CONFLICT (key) DO NOTHING""",
+    # The landing ledger (landing/ledger.py's LEDGER_SQL), made with the store: a
+    # CREATE TABLE of two transactions at once can collide in PostgreSQL's catalogs.
+    """CREATE TABLE IF NOT EXISTS landing_files (
+        uri TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        stamp TEXT NOT NULL,
+        checksum TEXT,
+        status TEXT NOT NULL,
+        reason TEXT,
+        rows BIGINT,
+        first_seq BIGINT,
+        last_seq BIGINT,
+        loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        run_id TEXT
+    )""",
 )
 
 
@@ -132,9 +150,43 @@ class PostgresStoreError(Exception):
     names what and where, never the password."""
 
 
-def redact(url: str) -> str:
-    """``url`` without its password (for messages and logs)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+def numbered(sql: str) -> str:
+    """``sql`` with its ``?`` parameters numbered (``$1``, ``$2``...), as PostgreSQL takes them;
+    a ``?`` inside a quoted literal or identifier is left alone."""
+    out: list[str] = []
+    quote_char = ""
+    n = 0
+    for char in sql:
+        if quote_char:
+            if char == quote_char:
+                quote_char = ""
+        elif char in "'\"":
+            quote_char = char
+        elif char == "?":
+            n += 1
+            out.append(f"${n}")
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+class PgSession:
+    """A PostgreSQL cursor behind the store interface's ``Session``: ``execute`` takes ``?``
+    parameters and returns the session, whose ``fetchone`` / ``fetchall`` read its result."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> PgSession:
+        params = tuple(parameters) if parameters else None
+        self.cursor.execute(numbered(sql), parameters=params)
+        return self
+
+    def fetchone(self) -> Any:
+        return self.cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self.cursor.fetchall()
 
 
 @dataclass(frozen=True)
@@ -246,10 +298,17 @@ class Append:
     def _execute(self, sql: str, parameters: tuple[Any, ...] | None = None) -> None:
         self._cursor.execute(sql, parameters=parameters)
 
+    @property
+    def session(self) -> PgSession:
+        """SQL inside this append's transaction (the landing ledger's row goes in it)."""
+        return PgSession(self._cursor)
+
 
 class PostgresStore:
     """The event store in the PostgreSQL database at ``url`` (a libpq URL,
     ``postgresql://user:password@host:port/database``). Creates its tables on first use."""
+
+    kind = "postgresql"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -348,6 +407,56 @@ class PostgresStore:
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
 
+    @property
+    def location(self) -> str:
+        return self.url
+
+    @contextmanager
+    def reading(self) -> Iterator[PgSession]:
+        """A read: MVCC, no lock an append waits for; rolled back when the block ends."""
+        with self._connection() as con, con.cursor() as cur:
+            yield PgSession(cur)
+
+    @contextmanager
+    def writing(self) -> Iterator[PgSession]:
+        """One transaction under the append lock (serialized with appends), committed when the
+        block ends, rolled back if it raises."""
+        with self._connection() as con:
+            try:
+                with con.cursor() as cur:
+                    cur.execute(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
+                    yield PgSession(cur)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+
+    def fetch_batches(
+        self, sql: str, parameters: Sequence[Any], batch_rows: int
+    ) -> list[pa.RecordBatch]:
+        """The rows of one statement (one snapshot), as record batches (the driver's size)."""
+        with self._connection() as con, con.cursor() as cur:
+            cur.execute(numbered(sql), parameters=tuple(parameters) or None)
+            return [b for b in cur.fetch_record_batch() if b.num_rows]
+
+    def partition_epoch_sql(self, column: str, granularity: Granularity) -> str:
+        # Partitions divide the day and start at midnight UTC, as DuckDB's time_bucket from
+        # 2000-01-01 makes them: epoch seconds floored to the partition's length.
+        step = granularity.minutes * 60
+        return f"(floor(extract(epoch FROM {column}) / {step}) * {step})::BIGINT"
+
+    def partition_start_sql(self, column: str, granularity: Granularity) -> str:
+        return f"to_timestamp({self.partition_epoch_sql(column, granularity)})"
+
+    def privacy_clause(self, kind: PropertyType) -> str:
+        """As ``store.window.privacy_clause`` (a refusal is ``false``, or the text ``false`` in a
+        store where the key was first seen as text), in PostgreSQL's words."""
+        if kind is PropertyType.BOOLEAN:
+            return "visitor_privacy_consent IS DISTINCT FROM false"
+        blanks = "' ' || chr(9) || chr(10) || chr(13)"
+        text = f"lower(btrim(CAST(visitor_privacy_consent AS TEXT), {blanks}))"
+        return f"{text} IS DISTINCT FROM 'false'"
+
     def _scalar(self, sql: str) -> Any:
         with self._connection() as con, con.cursor() as cur:
             cur.execute(sql)
@@ -371,10 +480,17 @@ class PostgresStore:
         return {key: (PropertyType(kind), int(seq)) for key, kind, seq in rows}
 
     @contextmanager
-    def appending(self, source: str = "", rejected: int = 0) -> Iterator[Append]:
+    def appending(
+        self,
+        source: str = "",
+        rejected: int = 0,
+        before_commit: Callable[[PgSession, int | None, int | None], None] | None = None,
+    ) -> Iterator[Append]:
         """One append transaction: ``add`` batches to it (a file's batches, say); they commit
         together, with one ``loads`` row, when the block ends, or not at all if it raises.
 
+        ``before_commit(session, first, last)``, if given, runs in the transaction after the
+        ``loads`` row, before COMMIT (``first``/``last`` None when nothing was appended).
         The append lock is held from the start: other appends wait, readers do not.
         """
         with self._connection() as con:
@@ -401,6 +517,11 @@ class PostgresStore:
                                 append.last_seq if append.rows else None,
                             ),
                         )
+                    if before_commit is not None:
+                        if append.rows:
+                            before_commit(PgSession(cur), append.first_seq, append.last_seq)
+                        else:
+                            before_commit(PgSession(cur), None, None)
                 con.commit()
             except BaseException:
                 con.rollback()
@@ -429,30 +550,10 @@ class PostgresStore:
         """
         schema = pa.schema([(name, kind.arrow) for name, kind in columns] + [(SEQ, pa.int64())])
         select = ", ".join(quote(name) for name in schema.names)
-        where, params = _where(query, self.property_types())
+        where, params = _where(query, self.property_types(), self)
         sql = f"SELECT {select} FROM events WHERE {where} ORDER BY {SEQ}"
         with self._connection() as con, con.cursor() as cur:
-            cur.execute(sql, parameters=params)
+            cur.execute(numbered(sql), parameters=(query.from_seq, query.to_seq, *params))
             for batch in cur.fetch_record_batch():
                 if batch.num_rows:
                     yield batch.cast(schema)
-
-
-def _where(
-    query: WindowQuery, types: Mapping[str, tuple[PropertyType, int]]
-) -> tuple[str, tuple[Any, ...]]:
-    """The window's filters, as ``store.window``'s DuckDB query has them, with ``$n``
-    parameters."""
-    clauses = [f"{SEQ} > $1 AND {SEQ} <= $2"]
-    params: list[Any] = [query.from_seq, query.to_seq]
-    if query.sites is not None:
-        clauses.append(f"site_id IN ({', '.join(str(int(s)) for s in query.sites)})")
-    if query.privacy_filter and "visitor_privacy_consent" in types:
-        clauses.append("visitor_privacy_consent IS DISTINCT FROM false")
-    if query.min_time is not None:
-        params.append(query.min_time)
-        clauses.append(f"hit_time_utc >= ${len(params)}")
-    if query.max_time is not None:
-        params.append(query.max_time)
-        clauses.append(f"hit_time_utc < ${len(params)}")
-    return " AND ".join(clauses), tuple(params)

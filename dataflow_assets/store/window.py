@@ -1,7 +1,8 @@
 """Windowed reads: a generation's rows out of the store, slice by slice, grouped by partition.
 
-A window is ``(from_seq, to_seq]`` on the insertion sequence. It is read in slices of insertion
-sequence, each with its own short read-only connection, closed as soon as the slice's rows are in
+A window is ``(from_seq, to_seq]`` on the insertion sequence, in any store (``store.backend``:
+DuckDB or PostgreSQL). It is read in slices of insertion sequence, each with its own short
+read-only connection (a PostgreSQL read takes no lock at all), closed as soon as the slice's rows are in
 memory: a long export never holds the store's lock for more than one slice's read (ingestion
 waits at most that long), and no connection is open while files render or upload. A background
 thread reads the next slice while the current one renders, and at most two slices wait in
@@ -27,8 +28,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataflow_assets.partitions import Granularity, sql_partition_start
-from dataflow_assets.store.schema import PropertyType, connect, property_types, quote
+from dataflow_assets.partitions import Granularity
+from dataflow_assets.store.backend import Store, open_store
+from dataflow_assets.store.location import StoreLocation
+from dataflow_assets.store.schema import PropertyType, quote
 
 #: At most this many insertion sequences per slice: one short read-only connection each.
 SLICE_SEQ = 262_144
@@ -67,7 +70,7 @@ class StagedWindow:
     ``rows`` and ``seq_done`` grow as pieces are read (for progress reports).
     """
 
-    db: Path
+    db: StoreLocation
     query: WindowQuery
     columns: list[tuple[str, PropertyType]]
     types: dict[str, tuple[PropertyType, int]]
@@ -147,18 +150,21 @@ class StagedWindow:
 
     def _read_slice(self, lo: int, hi: int) -> list[pa.RecordBatch]:
         """The slice's rows, in insertion order, with their partition key (epoch seconds)."""
+        store = open_store(self.db)
         query = self.query
         select = ", ".join(quote(name) for name, _ in self.columns)
-        bucket = f"epoch({sql_partition_start('hit_time_utc', query.granularity)})::BIGINT"
+        bucket = store.partition_epoch_sql("hit_time_utc", query.granularity)
         sliced = WindowQuery(**{**query.__dict__, "from_seq": lo, "to_seq": hi})
-        where, params = _where(sliced, self.types)
+        where, params = _where(sliced, self.types, store)
         sql = (
             f"SELECT {select}, {bucket} AS {_PARTITION}, ingest_seq AS {_SEQ} "
             f"FROM events WHERE {where}"
         )
-        with connect(self.db, read_only=True) as con:
-            reader = con.sql(sql, params=[lo, hi, *params]).to_arrow_reader(BATCH_ROWS)
-            batches = [b for b in reader if b.num_rows]
+        if store.kind != "duckdb":
+            # DuckDB's scan follows the physical insertion order (checked below, not trusted);
+            # other engines promise no order without this.
+            sql += " ORDER BY ingest_seq"
+        batches = store.fetch_batches(sql, [lo, hi, *params], BATCH_ROWS)
         return _in_insertion_order(batches)
 
     def _split(self, batch: pa.RecordBatch) -> Iterator[tuple[dt.datetime, pa.RecordBatch]]:
@@ -243,13 +249,18 @@ def privacy_clause(kind: PropertyType) -> str:
     return f"{text} IS DISTINCT FROM 'false'"
 
 
-def _where(query: WindowQuery, types: dict[str, tuple[PropertyType, int]]) -> tuple[str, list]:
+def _where(
+    query: WindowQuery, types: dict[str, tuple[PropertyType, int]], store: Store | None = None
+) -> tuple[str, list]:
+    """The window's filters, with ``?`` parameters (the sequence bounds first), in ``store``'s
+    dialect (default DuckDB's)."""
+    privacy = store.privacy_clause if store is not None else privacy_clause
     clauses = ["ingest_seq > ? AND ingest_seq <= ?"]
     params: list = []
     if query.sites is not None:
         clauses.append(f"site_id IN ({', '.join(str(int(s)) for s in query.sites)})")
     if query.privacy_filter and "visitor_privacy_consent" in types:
-        clauses.append(privacy_clause(types["visitor_privacy_consent"][0]))
+        clauses.append(privacy(types["visitor_privacy_consent"][0]))
     if query.min_time is not None:
         clauses.append("hit_time_utc >= ?")
         params.append(query.min_time)
@@ -260,28 +271,32 @@ def _where(query: WindowQuery, types: dict[str, tuple[PropertyType, int]]) -> tu
 
 
 def count_window(
-    db: Path, query: WindowQuery
+    db: StoreLocation, query: WindowQuery
 ) -> tuple[int, dt.datetime | None, dt.datetime | None]:
     """Rows of the window that pass the filters, and their min and max ``hit_time_utc``."""
-    with connect(db, read_only=True) as con:
-        types = property_types(con)
-        where, params = _where(query, types)
+    store = open_store(db)
+    where, params = _where(query, store.property_types(), store)
+    with store.reading() as con:
         row = con.execute(
             f"SELECT count(*), min(hit_time_utc), max(hit_time_utc) FROM events WHERE {where}",
             [query.from_seq, query.to_seq, *params],
         ).fetchone()
     assert row is not None
-    return int(row[0]), row[1], row[2]
+    first, last = (_utc(t) for t in row[1:3])
+    return int(row[0]), first, last
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return value.astimezone(dt.UTC) if value is not None else None
 
 
 def stage_window(
-    db: Path, query: WindowQuery, folder: Path | None = None, slice_seq: int = SLICE_SEQ
+    db: StoreLocation, query: WindowQuery, folder: Path | None = None, slice_seq: int = SLICE_SEQ
 ) -> StagedWindow:
     """The window's filtered, selected rows, to be read by ``StagedWindow.pieces()`` (see the
     module docstring). Fixes the columns now: a property first seen after ``to_seq`` is not in
     them. ``folder`` is kept for callers that stage beside their work files; nothing is written
     there any more."""
-    with connect(db, read_only=True) as con:
-        types = property_types(con)
+    types = open_store(db).property_types()
     columns = window_columns(types, query.to_seq, query.select)
     return StagedWindow(db, query, columns, types, slice_seq, folder)

@@ -17,6 +17,14 @@ def landing(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def store_rig(store_harness: Harness, landing: Path) -> LandingRig:
+    """``rig`` on each store (``store``: DuckDB, PostgreSQL)."""
+    return LandingRig(
+        store_harness.instance, store_harness.db, LandingConfig(url=str(landing), settle_seconds=0)
+    )
+
+
+@pytest.fixture
 def rig(harness: Harness, landing: Path) -> LandingRig:
     """A local landing zone; files settle on the second tick that sees them unchanged."""
     return LandingRig(

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -16,6 +15,7 @@ from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSet
 from dataflow_assets.landing.config import LandingConfig, LandingSetup
 from dataflow_assets.landing.sensor import JOB_NAME, SENSOR_NAME
+from dataflow_assets.store.location import StoreLocation, is_postgres
 from dataflow_assets_tests.support import T0, event
 
 BAD_LINES = ['{"event_id": 1, "site_id": 1}', "{not json", '{"hit_time_utc": "yesterday"}']
@@ -39,7 +39,7 @@ class LandingRig:
     as the daemon keeps it in the instance."""
 
     instance: dg.DagsterInstance
-    db: Path
+    db: StoreLocation
     config: LandingConfig
     cursor: str | None = None
     defs: dg.Definitions = field(init=False)
@@ -73,25 +73,42 @@ def metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
-def store_ids(db: Path) -> Counter:
-    """event_id multiset of the store, read with DuckDB."""
+def _fetch(db: StoreLocation, sql: str, pg_sql: str | None = None) -> list[tuple]:
+    """Rows of ``sql`` read from the store by an independent client: DuckDB for a file,
+    psycopg2 for a PostgreSQL URL (``pg_sql`` if given: the same query in its dialect)."""
+    if is_postgres(db):
+        import psycopg2
+
+        con = psycopg2.connect(str(db))
+        try:
+            with con.cursor() as cur:
+                cur.execute(pg_sql or sql)
+                return [tuple(r) for r in cur.fetchall()]
+        finally:
+            con.close()
     with duckdb.connect(str(db), read_only=True) as con:
-        return Counter(r[0] for r in con.execute("SELECT event_id FROM events").fetchall())
+        return [tuple(r) for r in con.execute(sql).fetchall()]
 
 
-def store_rows(db: Path) -> list[tuple[int, int, str, str | None]]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute(
-            "SELECT event_id, site_id, strftime(hit_time_utc AT TIME ZONE 'UTC', "
-            "'%Y-%m-%dT%H:%M:%SZ'), page FROM events ORDER BY ingest_seq"
-        ).fetchall()
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+def store_ids(db: StoreLocation) -> Counter:
+    """event_id multiset of the store, read with DuckDB (or psycopg2)."""
+    return Counter(r[0] for r in _fetch(db, "SELECT event_id FROM events"))
+
+
+def store_rows(db: StoreLocation) -> list[tuple[int, int, str, str | None]]:
+    tail = "page FROM events ORDER BY ingest_seq"
+    return _fetch(  # type: ignore[return-value]
+        db,
+        "SELECT event_id, site_id, strftime(hit_time_utc AT TIME ZONE 'UTC', "
+        f"'%Y-%m-%dT%H:%M:%SZ'), {tail}",
+        "SELECT event_id, site_id, to_char(hit_time_utc AT TIME ZONE 'UTC', "
+        f'\'YYYY-MM-DD"T"HH24:MI:SS"Z"\'), {tail}',
+    )
 
 
 def expected_rows(events: list[dict[str, Any]]) -> list[tuple[int, int, str, str | None]]:
     return [(e["event_id"], e["site_id"], e["hit_time_utc"], e.get("page")) for e in events]
 
 
-def ledger(db: Path) -> list[tuple[str, str]]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return sorted(con.execute("SELECT uri, status FROM landing_files").fetchall())
+def ledger(db: StoreLocation) -> list[tuple[str, str]]:
+    return sorted(_fetch(db, "SELECT uri, status FROM landing_files"))  # type: ignore[arg-type]

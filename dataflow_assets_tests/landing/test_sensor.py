@@ -24,7 +24,8 @@ from dataflow_assets_tests.landing.rig import (
 )
 
 
-def test_each_file_is_ingested_once_across_ticks(rig: LandingRig, landing: Path) -> None:
+def test_each_file_is_ingested_once_across_ticks(store_rig: LandingRig, landing: Path) -> None:
+    rig = store_rig
     a, b = good_events(1, 5), good_events(100, 3)
     (landing / "a.ndjson").write_text(ndjson(a, BAD_LINES))
     (landing / "sub").mkdir()
@@ -119,7 +120,8 @@ def test_the_settle_time_is_waited_for(harness, landing: Path) -> None:
     assert len(rig.tick()) == 1
 
 
-def test_an_unreadable_file_is_reported_and_skipped(rig: LandingRig, landing: Path) -> None:
+def test_an_unreadable_file_is_reported_and_skipped(store_rig: LandingRig, landing: Path) -> None:
+    rig = store_rig
     good1, good2 = good_events(1, 3), good_events(50, 2)
     (landing / "1.ndjson").write_text(ndjson(good1))
     (landing / "2-broken.ndjson.gz").write_bytes(b"\x1f\x8b\x08 this is no gzip stream")
@@ -170,7 +172,10 @@ def test_a_file_changed_after_it_was_asked_for_is_read_in_its_final_version(
     assert store_rows(rig.db) == expected_rows(good_events(1, 4))
 
 
-def test_restarts_and_duplicate_runs_never_ingest_twice(rig: LandingRig, landing: Path) -> None:
+def test_restarts_and_duplicate_runs_never_ingest_twice(
+    store_rig: LandingRig, landing: Path
+) -> None:
+    rig = store_rig
     a = good_events(1, 3)
     (landing / "a.ndjson").write_text(ndjson(a))
     rig.tick()
