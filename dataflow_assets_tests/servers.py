@@ -986,8 +986,7 @@ def run_postgres(durable: bool = False) -> Iterator[PostgresServer]:
         for _ in range(3):  # the free port can be taken between probe and bind: try another
             port = free_port()
             options = (
-                f"-p {port} -k {socket_dir} -c listen_addresses={LOCALHOST} "
-                "-c max_connections=200"
+                f"-p {port} -k {socket_dir} -c listen_addresses={LOCALHOST} -c max_connections=200"
             )
             if not durable:
                 options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
