@@ -84,11 +84,6 @@ def count_lock_waits() -> dict[str, float]:
     return stats
 
 
-def location(text: str) -> Any:
-    """A store location from the command line: a PostgreSQL URL stays text, else a file."""
-    return text if text.startswith("postgresql://") else Path(text)
-
-
 def child_ingest(store: str, path: str, stop_file: str | None) -> dict[str, Any]:
     """``dataflow ingest`` of ``path``: once, or (``stop_file``) again and again until the file
     exists."""
@@ -111,11 +106,12 @@ def child_ingest(store: str, path: str, stop_file: str | None) -> dict[str, Any]
 
 def child_window(store: str, events: int) -> dict[str, Any]:
     from dataflow_assets.partitions import Granularity
+    from dataflow_assets.store.location import location_of
     from dataflow_assets.store.window import WindowQuery, stage_window
 
     t0 = time.perf_counter()
     staged = stage_window(
-        location(store), WindowQuery(0, events, Granularity.HOUR, None, privacy_filter=False)
+        location_of(store), WindowQuery(0, events, Granularity.HOUR, None, privacy_filter=False)
     )
     rows = sum(piece.num_rows for _start, piece in staged.pieces())
     assert rows == events, (rows, events)
@@ -126,6 +122,7 @@ def child_export(store: str, out: str, windows: list[list[int]], go_file: str | 
     """Live generations of ``windows`` (``[from, to]``), gzip CSV, back to back."""
     from dataflow_assets.destinations.local import LocalFolder
     from dataflow_assets.generation import Generation, run_generation
+    from dataflow_assets.store.location import location_of
 
     waits = count_lock_waits()
     flow = bench_flow(Path(out), "csv")
@@ -137,7 +134,7 @@ def child_export(store: str, out: str, windows: list[list[int]], go_file: str | 
         generation = Generation(flow.name, "live", lo, hi, planned_at())
         t0 = time.perf_counter()
         result = run_generation(
-            flow, generation, location(store), LocalFolder(Path(out)), Path(out) / "staging"
+            flow, generation, location_of(store), LocalFolder(Path(out)), Path(out) / "staging"
         )
         seconds.append(time.perf_counter() - t0)
         rows += result.rows
