@@ -427,3 +427,16 @@ def test_the_command_takes_the_target_from_the_environment(
     assert "copied 70 events" in done.stdout
     assert_same_store(db.with_name(db.name + ".moved-to-postgresql"), postgres, pg_database)
     assert postgres.password not in done.stdout + done.stderr
+
+
+def test_an_empty_store_moves_its_identity(
+    tmp_path: Path, postgres: PostgresServer, pg_database: str, url: str
+) -> None:
+    db = tmp_path / "events.duckdb"
+    identity = store_identity(db)  # a store that was made but never given an event
+    with open_source(db) as source:
+        done = migrate(source, url)
+    assert (done.tally.events, done.tally.max_seq, done.store_id) == (0, 0, identity)
+    assert pg(postgres, pg_database, "SELECT id FROM store_identity") == [(identity,)]
+    with open_source(db) as source:
+        assert migrate(source, url).already
