@@ -23,17 +23,13 @@ from dataflow_assets_tests.server_fixtures import (  # noqa: F401 - fixtures for
     sshd,
     webhook,
 )
-from dataflow_assets_tests.support import Harness, make_harness
+from dataflow_assets_tests.support import STORES, Harness, make_harness
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
-
-
-#: The event stores the store-level and end-to-end tests run against.
-STORES = ["duckdb", "postgres"]
 
 
 @pytest.fixture(params=STORES)

@@ -30,6 +30,8 @@ from dataflow_assets.store.ingest import ingest_file
 from dataflow_assets.store.location import StoreLocation
 
 UTC = dt.UTC
+#: The event stores the store-level and end-to-end tests run against (the ``store`` fixture).
+STORES = ["duckdb", "postgres"]
 T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 UNAVAILABLE = {
     "visit_bounce",
@@ -90,6 +92,27 @@ class Harness:
     def export(self, flow: FlowSpec) -> ExportOutcome:
         defs = build_definitions(FlowSet([flow]), self.db)
         return export_flow(defs, self.instance, flow, self.db)
+
+
+def store_sql(db: StoreLocation, *statements: str) -> None:
+    """Run ``statements`` on the store with an independent client (DuckDB for a file,
+    psycopg2 for a PostgreSQL URL), committed: to make a store as older versions left it."""
+    if isinstance(db, str) and db.startswith(("postgresql://", "postgres://")):
+        import psycopg2
+
+        con = psycopg2.connect(db)
+        try:
+            with con, con.cursor() as cur:
+                for sql in statements:
+                    cur.execute(sql)
+        finally:
+            con.close()
+        return
+    import duckdb
+
+    with duckdb.connect(str(db)) as duck:
+        for sql in statements:
+            duck.execute(sql)
 
 
 def make_harness(

@@ -10,7 +10,7 @@ import duckdb
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSet, FlowSpec
 from dataflow_assets.schedules import checks_job_name
-from dataflow_assets_tests.support import T0, Harness, event, reported_files
+from dataflow_assets_tests.support import T0, Harness, event, reported_files, store_sql
 
 
 def run_checks(harness: Harness, flow: FlowSpec) -> dict[str, dg.AssetCheckEvaluation]:
@@ -30,8 +30,9 @@ def traffic(n: int, first: int = 1) -> list[dict]:
 
 
 def test_completeness_passes_then_catches_a_deleted_file_and_a_missing_event(
-    harness: Harness,
+    store_harness: Harness,
 ) -> None:
+    harness = store_harness
     harness.ingest(traffic(60))
     flow = harness.flow(format="csv", sites=[1, 2])
     assert harness.export(flow).success
@@ -51,28 +52,26 @@ def test_completeness_passes_then_catches_a_deleted_file_and_a_missing_event(
     harness2_flow = harness.flow(name="g", format="json")
     assert harness.export(harness2_flow).success
     assert run_checks(harness, harness2_flow)["completeness"].passed
-    # An event the store holds below the watermark but no file has (e.g. written into the store
-    # with an old sequence by hand): the counts disagree.
-    con = duckdb.connect(str(harness.db))
-    con.execute("SET TimeZone='UTC'")
-    con.execute(
-        "INSERT INTO events (ingest_seq, hit_time_utc, event_id, site_id) VALUES (1, ?, 424242, 1)",
-        [T0],
+    # The store and the files disagree below the watermark (an event removed from the store by
+    # hand after its delivery): the counts of its partition differ.
+    store_sql(
+        harness.db,
+        "DELETE FROM events WHERE ingest_seq = (SELECT min(ingest_seq) FROM events "
+        "WHERE hit_time_utc >= TIMESTAMPTZ '2026-11-20 10:00:00+00' "
+        "AND hit_time_utc < TIMESTAMPTZ '2026-11-20 11:00:00+00')",
     )
-    con.close()
     missing = run_checks(harness, harness2_flow)["completeness"]
     assert not missing.passed and missing.metadata["mismatched_partitions"].value == 1
     assert "2026-11-20-10:00" in missing.metadata["mismatches"].value
 
 
-def test_freshness(harness: Harness) -> None:
+def test_freshness(store_harness: Harness) -> None:
+    harness = store_harness
     flow = harness.flow(format="parquet", frequency_minutes=15)
     assert run_checks(harness, flow)["freshness"].passed  # nothing to deliver yet
     harness.ingest(traffic(5))
     assert run_checks(harness, flow)["freshness"].passed  # waiting, but not for long
-    con = duckdb.connect(str(harness.db))
-    con.execute("UPDATE loads SET loaded_at = now() - INTERVAL 45 MINUTE")
-    con.close()
+    store_sql(harness.db, "UPDATE loads SET loaded_at = now() - INTERVAL '45 minutes'")
     stale = run_checks(harness, flow)["freshness"]
     assert not stale.passed and stale.severity == dg.AssetCheckSeverity.WARN
     assert stale.metadata["undelivered_events"].value == 5

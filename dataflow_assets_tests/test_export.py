@@ -3,11 +3,14 @@ gzip/csv/json/pyarrow/duckdb and compared with what the flow must deliver."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
 import json
+import os
 import re
+from collections.abc import Iterator
 
 import duckdb
 import pytest
@@ -15,7 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflow_assets.destinations.local import LocalFolder
+from dataflow_assets.store.backend import close_stores
+from dataflow_assets.store.location import EVENTS_URL, StoreLocation
 from dataflow_assets_tests.support import (
+    STORES,
     T0,
     Harness,
     check_delivery,
@@ -25,6 +31,7 @@ from dataflow_assets_tests.support import (
     make_harness,
     reported_files,
     reports,
+    store_sql,
 )
 
 FORMATS = ["csv", "json", "parquet"]
@@ -138,7 +145,8 @@ def test_an_empty_generation_writes_nothing(harness: Harness) -> None:
     assert sorted(p for p in harness.out.rglob("*") if p.is_file()) == before
 
 
-def test_filters_never_leak(harness: Harness) -> None:
+def test_filters_never_leak(store_harness: Harness) -> None:
+    harness = store_harness
     events = traffic(120)
     for e in events[:20]:
         e["visitor_ip"] = "192.0.2.1"
@@ -295,6 +303,7 @@ def test_a_generation_killed_before_its_report_is_redone_under_the_same_names(
     check_delivery(harness.out, flow, events + traffic(5, start_id=900))
 
 
+@pytest.mark.parametrize("kind", STORES)
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(
@@ -303,9 +312,39 @@ def test_a_generation_killed_before_its_report_is_redone_under_the_same_names(
         max_size=6,
     )
 )
-def test_every_event_exactly_once_across_generations(tmp_path_factory, steps) -> None:
-    """Any interleaving of ingests (late events included) and exports delivers each event once."""
-    h = make_harness(tmp_path_factory.mktemp("prop"))
+def test_every_event_exactly_once_across_generations(
+    tmp_path_factory, request: pytest.FixtureRequest, kind: str, steps
+) -> None:
+    """Any interleaving of ingests (late events included) and exports delivers each event once,
+    on each store (a fresh PostgreSQL database per example)."""
+    with fresh_store(kind, request) as db:
+        exactly_once(make_harness(tmp_path_factory.mktemp("prop"), db=db), steps)
+
+
+@contextlib.contextmanager
+def fresh_store(kind: str, request: pytest.FixtureRequest) -> Iterator[StoreLocation | None]:
+    """None (the harness's own DuckDB file) or a new database of the session's PostgreSQL
+    server, the environment's ``DATAFLOW_EVENTS_URL`` meanwhile; dropped afterwards."""
+    if kind == "duckdb":
+        yield None
+        return
+    server = request.getfixturevalue("postgres")
+    name = server.create_database()
+    url = server.url(name)
+    saved = os.environ.get(EVENTS_URL)
+    os.environ[EVENTS_URL] = url
+    try:
+        yield url
+    finally:
+        if saved is None:
+            os.environ.pop(EVENTS_URL, None)
+        else:
+            os.environ[EVENTS_URL] = saved
+        close_stores()
+        server.drop_database(name)
+
+
+def exactly_once(h: Harness, steps: list[tuple[int, int, bool]]) -> None:
     try:
         flow = h.flow(format="json", partitioning="quarter_hour", max_rows_per_file=7)
         events: list[dict] = []
@@ -400,19 +439,20 @@ def test_the_extremes_of_the_accepted_range_are_exported_by_every_format(harness
     assert any("date=9999-12-30/hour=23/min=45-60" in p for p in reported_files(h.out))
 
 
-def test_the_privacy_filter_reads_consent_stored_as_text(harness: Harness) -> None:
+def test_the_privacy_filter_reads_consent_stored_as_text(store_harness: Harness) -> None:
     """A store where ``visitor_privacy_consent`` was first seen as text (an older ingest) holds
     "", "unknown", "FALSE ": only false text refuses consent; nothing fails, and the events
     around are exported, this generation and the next."""
-    h = harness
+    h = store_harness
     consents = ["true", "false", "", "unknown", " FALSE\t", None, "False", "yes"]
     batch = [event(i + 1, T0 + dt.timedelta(minutes=i), legacy=c) for i, c in enumerate(consents)]
     h.ingest(batch)
     # What an older ingest left: the key typed string. Rename the text column into place.
-    con = duckdb.connect(str(h.db))
-    con.execute('ALTER TABLE events RENAME COLUMN "legacy" TO visitor_privacy_consent')
-    con.execute("UPDATE properties SET key = 'visitor_privacy_consent' WHERE key = 'legacy'")
-    con.close()
+    store_sql(
+        h.db,
+        'ALTER TABLE events RENAME COLUMN "legacy" TO visitor_privacy_consent',
+        "UPDATE properties SET key = 'visitor_privacy_consent' WHERE key = 'legacy'",
+    )
     filtered = h.flow(name="filtered", format="json")
     unfiltered = h.flow(
         name="unfiltered", privacy_filter=False,

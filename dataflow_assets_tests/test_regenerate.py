@@ -60,7 +60,8 @@ def manifest_of(report: Path) -> dict:
     )
 
 
-def test_cli_regeneration_is_pinned_to_the_delivered_watermark(harness: Harness) -> None:
+def test_cli_regeneration_is_pinned_to_the_delivered_watermark(store_harness: Harness) -> None:
+    harness = store_harness
     delivered_events = traffic(120)
     harness.ingest(delivered_events)
     flow = harness.flow(format="csv", partitioning="quarter_hour", max_rows_per_file=8)

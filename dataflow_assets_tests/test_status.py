@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,7 +25,7 @@ from dataflow_assets.status import (
     flow_status,
     next_tick,
 )
-from dataflow_assets_tests.support import T0, Harness, event, reports
+from dataflow_assets_tests.support import T0, Harness, event, reports, store_sql
 from dataflow_assets_tests.test_checks import run_checks
 
 
@@ -50,9 +49,7 @@ def passing(events: list[dict]) -> int:
 
 def age_loads(harness: Harness, minutes: int) -> None:
     """Pretend every load so far was committed ``minutes`` ago."""
-    con = duckdb.connect(str(harness.db))
-    con.execute(f"UPDATE loads SET loaded_at = now() - INTERVAL {int(minutes)} MINUTE")
-    con.close()
+    store_sql(harness.db, f"UPDATE loads SET loaded_at = now() - INTERVAL '{int(minutes)} minutes'")
 
 
 def report_rel(harness: Harness) -> str:
@@ -60,7 +57,8 @@ def report_rel(harness: Harness) -> str:
     return only.relative_to(harness.out).as_posix()
 
 
-def test_never_run_then_idle_then_behind(harness: Harness) -> None:
+def test_never_run_then_idle_then_behind(store_harness: Harness) -> None:
+    harness = store_harness
     first = traffic(40)
     harness.ingest(first)
     flow = harness.flow(sites=[1], frequency_minutes=15)

@@ -17,6 +17,7 @@ from dataflow_assets.landing.files import LandedFile
 from dataflow_assets.landing.loader import FileOutcome, ingest_landed, settled_by_age, zone_for
 from dataflow_assets.landing.sensor import JOB_NAME
 from dataflow_assets.resources import EventStore
+from dataflow_assets.store.location import default_location, describe, is_postgres
 
 EVENTS = dg.AssetKey("events")
 MAX_LISTED_FILES = 100
@@ -83,6 +84,10 @@ def landing_metadata(outcomes: list[FileOutcome]) -> dict[str, Any]:
 
 def events_asset(invalid_flows: list[str], landing: LandingSetup) -> dg.AssetsDefinition:
     metadata: dict[str, object] = {}
+    try:
+        metadata["event_store"] = describe(default_location())
+    except ValueError as exc:  # a bad DATAFLOW_EVENTS_URL: shown here, raised by the runs
+        metadata["event_store_error"] = str(exc)
     if invalid_flows:
         metadata["invalid_flows"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in invalid_flows))
     if landing.config is not None:
@@ -93,9 +98,10 @@ def events_asset(invalid_flows: list[str], landing: LandingSetup) -> dg.AssetsDe
     @dg.asset(
         key=EVENTS,
         group_name="event_store",
-        kinds={"duckdb"},
+        kinds={store_kind()},
         metadata=metadata,
-        description="Raw analytics events in the DuckDB event store (DATAFLOW_EVENTS_DB), "
+        description="Raw analytics events in the event store (PostgreSQL with "
+        "DATAFLOW_EVENTS_URL, else the DuckDB file DATAFLOW_EVENTS_DB), "
         "ordered by their insertion sequence. Materialized by each ingest of the landing zone "
         "(DATAFLOW_LANDING); `dataflow ingest` appends too.",
     )
@@ -134,3 +140,11 @@ landing_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Ingest a batch of landed files into the event store (materializes events).",
 )
+
+
+def store_kind() -> str:
+    """The UI's kind tag of the environment's event store."""
+    try:
+        return "postgres" if is_postgres(default_location()) else "duckdb"
+    except ValueError:
+        return "duckdb"

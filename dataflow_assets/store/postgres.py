@@ -33,6 +33,7 @@ the Arrow types of ``PropertyType.arrow``, the DuckDB store's.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -336,9 +337,13 @@ class PostgresStore:
     def _connection(self) -> Iterator[Any]:
         """A connection of the store's own, reused: an ADBC connection loads PostgreSQL's type
         catalog when it opens (~0.1 s), too slow for every ``max_seq``. One is handed back only
-        when its work ended cleanly, rolled back so it holds no snapshot and no lock."""
+        when its work ended cleanly, rolled back so it holds no snapshot and no lock. When a
+        reused one fails, the other idle ones are closed too: after a server restart they are all
+        dead, and a long-lived process (the code location, the daemon) should fail once, not once
+        per idle connection."""
         with self._lock:
             con = self._idle.pop() if self._idle else None
+        reused = con is not None
         if con is None:
             try:
                 con = adbc.connect(self.url)
@@ -356,8 +361,15 @@ class PostgresStore:
                 keep = clean and len(self._idle) < IDLE_CONNECTIONS
                 if keep:
                     self._idle.append(con)
+                stale = [] if clean or not reused else self._idle
+                if stale:
+                    self._idle = []
+            for other in stale:
+                with contextlib.suppress(Exception):
+                    other.close()
             if not keep:
-                con.close()
+                with contextlib.suppress(Exception):
+                    con.close()
 
     def _create(self, con: Any) -> None:
         """The tables, once per store object: under the append lock, so two processes creating

@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
+from dataflow_assets.partitions import Granularity
 from dataflow_assets.store.backend import postgres_store
 from dataflow_assets.store.ingest import IngestResult, ingest_file
+from dataflow_assets.store.window import WindowQuery, stage_window
 from dataflow_assets_tests.servers import PostgresServer
 from dataflow_assets_tests.support import (
     Harness,
@@ -207,3 +209,28 @@ def test_the_dataflow_command_ingests_and_exports_on_the_one_setting(
     assert again.returncode == 0, again.stdout + again.stderr
     assert "f: nothing to export (no new events" in again.stdout, again.stdout
     assert len(reports(harness.out)) == 1 and reported_files(harness.out)
+
+
+def test_an_ingest_commits_while_a_window_is_being_read(store_harness: Harness) -> None:
+    """A generation's read is paused halfway through its window (rows in hand, more to come):
+    an ingest, with a new property, commits meanwhile without waiting, and the window still
+    reads exactly its own rows, with its own columns."""
+    harness = store_harness
+    harness.ingest(traffic(3000))
+    staged = stage_window(
+        harness.db, WindowQuery(0, 3000, Granularity.HOUR, None, privacy_filter=False), None, 500
+    )
+    pieces = staged.pieces()
+    seen = [next(pieces)]
+    started = time.monotonic()
+    later = traffic(50, start_id=9000)
+    for e in later:
+        e["coupon"] = "c"  # a new column, added while the window is being read
+    result = ingest_file(harness.db, write_ndjson(harness.root / "later.ndjson", later))
+    took = time.monotonic() - started
+    assert result.loaded == 50 and result.first_seq == 3001
+    assert took < EXPORT_BOUND_S, took
+    seen.extend(pieces)
+    ids = [i for _start, piece in seen for i in piece.column("event_id").to_pylist()]
+    assert sorted(ids) == list(range(1, 3001))
+    assert "coupon" not in staged.schema.names

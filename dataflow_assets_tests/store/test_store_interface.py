@@ -143,3 +143,36 @@ def test_a_window_reads_every_row_once_in_insertion_order(
             assert row.get("late_key") == e.get("late_key")
     # The columns are those known at the window's end, whatever arrived later.
     assert [name for name, _ in staged.columns][:3] == ["hit_time_utc", "event_id", "site_id"]
+
+
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_a_long_lived_process_recovers_its_connections_after_they_die(
+    store: StoreLocation, postgres, tmp_path: Path
+) -> None:
+    """The server drops every connection (a restart, a failover): the next use may fail once,
+    then the store connects again, whatever number of idle connections it held."""
+    ingest_file(store, write_ndjson(tmp_path / "a.ndjson", events_of(1, 5)))
+    shared = open_store(store)
+    # Several idle connections, as a busy code location holds them.
+    with shared.reading(), shared.reading(), shared.reading():
+        pass
+    database = str(store).rsplit("/", 1)[1]
+    con = postgres.connect()
+    try:
+        with con.cursor() as cur:
+            cur.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+            assert cur.fetchone()[0] >= 3
+    finally:
+        con.close()
+    failures = 0
+    for _ in range(3):
+        try:
+            assert shared.max_seq() == 5
+        except Exception:
+            failures += 1
+    assert failures <= 1
+    assert shared.max_seq() == 5

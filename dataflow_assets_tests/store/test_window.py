@@ -16,6 +16,7 @@ from dataflow_assets.formats import base as formats_base
 from dataflow_assets.partitions import Granularity, partition_start
 from dataflow_assets.store import window
 from dataflow_assets.store.ingest import ingest_file
+from dataflow_assets.store.location import StoreLocation
 from dataflow_assets.store.window import WindowQuery, next_slice_seq, stage_window
 from dataflow_assets_tests.support import event, write_ndjson
 
@@ -47,7 +48,9 @@ def test_member_rows_follow_the_row_width(rows: int, width: int) -> None:
         assert size * per_row <= formats_base.MEMBER_BYTES
 
 
-def _store(tmp_path: Path, n: int, width: int) -> tuple[Path, list[dict]]:
+def _store(
+    tmp_path: Path, n: int, width: int, db: StoreLocation
+) -> tuple[StoreLocation, list[dict]]:
     """``n`` events with ``width`` bytes of text each, a tenth of them hours late."""
     events = [
         event(
@@ -58,16 +61,15 @@ def _store(tmp_path: Path, n: int, width: int) -> tuple[Path, list[dict]]:
         )
         for i in range(1, n + 1)
     ]
-    db = tmp_path / "events.duckdb"
     result = ingest_file(db, write_ndjson(tmp_path / "e.ndjson", events))
     assert result.rejected == 0
     return db, events
 
 
 def test_wide_rows_read_in_smaller_slices_every_row_once_in_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: StoreLocation
 ) -> None:
-    db, events = _store(tmp_path, 3_000, width=400)
+    db, events = _store(tmp_path, 3_000, width=400, db=store)
     monkeypatch.setattr(window, "SLICE_BYTES", 256 * 1024)
     monkeypatch.setattr(window, "FIRST_SLICE_SEQ", 100)
     staged = stage_window(db, WindowQuery(0, len(events), Granularity.HOUR, None))
