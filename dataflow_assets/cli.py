@@ -509,6 +509,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print(f"migrate: {source.events:,} events from {source.path} to {target}")
             with tqdm(total=source.events, unit=" events", disable=None, leave=False) as bar:
                 done = migrate(source, args.to, batch_rows=args.batch_rows, progress=_updater(bar))
+            # Renamed while still held: a writer waiting for the lock then finds no store.
+            retired = None if done.already or args.keep_source else retire_source(source.path)
     except MigrationError as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 1
@@ -526,10 +528,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         f"({t.events / max(done.seconds, 1e-9):,.0f} events/s)"
     )
     print("migrate: verified: event count, sequence max and sum, every column's non-null count")
-    if args.keep_source:
+    if retired is None:
         print(f"migrate: {source.path} kept: nothing must write it any more")
     else:
-        print(f"migrate: {source.path} renamed {retire_source(source.path)} (keep it as a backup)")
+        print(f"migrate: {source.path} renamed {retired} (keep it as a backup)")
     print(
         f"next: point DATAFLOW_EVENTS_URL at {target} in every process (docs/deployment.md, "
         '"Moving to PostgreSQL")'
@@ -624,7 +626,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("migrate", help="copy the DuckDB event store into an empty PostgreSQL one")
+    p = sub.add_parser(
+        "migrate",
+        help="copy the DuckDB event store into an empty PostgreSQL one",
+        description="Copies every event with its insertion sequence, the property registry, the "
+        "store identity, the loads and the landing ledger into an empty PostgreSQL database, in "
+        "one transaction checked before it commits; a database that holds anything is refused. "
+        "Stop ingest and the landing sensor first. See docs/deployment.md, Moving to PostgreSQL.",
+    )
     p.add_argument(
         "--to",
         default=os.environ.get("DATAFLOW_EVENTS_URL"),
