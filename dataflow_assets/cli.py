@@ -8,6 +8,7 @@ dataflow status [FLOW...] [--json]   one line per flow: state, delivered, waitin
 dataflow schema [--output FILE]      the JSON Schema of a flow file
 dataflow new [--yes] [--FLAG VALUE...]   create a flow in two steps
 dataflow demo [--serve]              demo events, a first generation, the UI
+dataflow migrate --to postgresql://… copy the DuckDB store into an empty PostgreSQL one
 """
 
 from __future__ import annotations
@@ -556,6 +557,53 @@ def _serve(args: argparse.Namespace, traffic) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from dataflow_assets.store.migrate import MigrationError, migrate, open_source, retire_source
+    from dataflow_assets.store.postgres import redact
+    from dataflow_assets.store.schema import default_db_path
+
+    if not args.to:
+        print(
+            "migrate: give the PostgreSQL store with --to (or $DATAFLOW_EVENTS_URL)",
+            file=sys.stderr,
+        )
+        return 2
+    target = redact(args.to)
+    try:
+        with open_source(Path(args.source) if args.source else default_db_path()) as source:
+            print(f"migrate: {source.events:,} events from {source.path} to {target}")
+            with tqdm(total=source.events, unit=" events", disable=None, leave=False) as bar:
+                done = migrate(source, args.to, batch_rows=args.batch_rows, progress=_updater(bar))
+            # Renamed while still held: a writer waiting for the lock then finds no store.
+            retired = None if done.already or args.keep_source else retire_source(source.path)
+    except MigrationError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
+    t = done.tally
+    if done.already:
+        print(
+            f"migrate: {target} already holds store {done.store_id} ({t.events:,} events "
+            f"up to sequence {t.max_seq:,}); nothing written"
+        )
+        return 0
+    print(
+        f"migrate: copied {t.events:,} events (sequence up to {t.max_seq:,}), "
+        f"{t.properties} properties, {t.loads:,} loads, {t.landing_files:,} landing-ledger "
+        f"rows, store {done.store_id}, in {done.seconds:.1f} s "
+        f"({t.events / max(done.seconds, 1e-9):,.0f} events/s)"
+    )
+    print("migrate: verified: event count, sequence max and sum, every column's non-null count")
+    if retired is None:
+        print(f"migrate: {source.path} kept: nothing must write it any more")
+    else:
+        print(f"migrate: {source.path} renamed {retired} (keep it as a backup)")
+    print(
+        f"next: point DATAFLOW_EVENTS_URL at {target} in every process (docs/deployment.md, "
+        '"Moving to PostgreSQL")'
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dataflow_assets.consumer.commands import register
 
@@ -642,6 +690,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="landing folder for the live traffic (default: $DATAFLOW_LANDING or data/landing)",
     )
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "migrate",
+        help="copy the DuckDB event store into an empty PostgreSQL one",
+        description="Copies every event with its insertion sequence, the property registry, the "
+        "store identity, the loads and the landing ledger into an empty PostgreSQL database, in "
+        "one transaction checked before it commits; a database that holds anything is refused. "
+        "Stop ingest and the landing sensor first. See docs/deployment.md, Moving to PostgreSQL.",
+    )
+    p.add_argument(
+        "--to",
+        default=os.environ.get("DATAFLOW_EVENTS_URL"),
+        help="postgresql://user:password@host:port/database (default: $DATAFLOW_EVENTS_URL)",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        help="the DuckDB event store (default: $DATAFLOW_EVENTS_DB or data/events.duckdb)",
+    )
+    p.add_argument(
+        "--keep-source",
+        action="store_true",
+        help="leave the DuckDB file under its name (by default it is renamed "
+        "FILE.moved-to-postgresql, so that nothing writes it again)",
+    )
+    p.add_argument("--batch-rows", type=int, default=100_000, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_migrate)
 
     register(sub)
     return parser

@@ -944,14 +944,15 @@ def _ensure_pg_user() -> pwd.struct_passwd:
 
 
 @contextlib.contextmanager
-def run_postgres() -> Iterator[PostgresServer]:
+def run_postgres(durable: bool = False) -> Iterator[PostgresServer]:
     """``initdb`` a fresh cluster and ``pg_ctl start`` it on a free port of 127.0.0.1.
 
     The cluster lives in a fresh directory under the system temp dir (the server's OS user must
     reach it; pytest's temp dirs are private to root) and is removed on exit, after
     ``pg_ctl stop``. Durability is off (``fsync``, ``synchronous_commit``,
     ``full_page_writes``): a test cluster never survives a crash, and it makes commits cheap.
-    Visibility and locking, what the tests are about, are unchanged.
+    Visibility and locking, what the tests are about, are unchanged. ``durable=True`` keeps
+    PostgreSQL's defaults, as a production server has them (the benchmarks).
     """
     bindir = postgres_bindir()
     version = bindir.parent.name
@@ -986,9 +987,10 @@ def run_postgres() -> Iterator[PostgresServer]:
         for _ in range(3):  # the free port can be taken between probe and bind: try another
             port = free_port()
             options = (
-                f"-p {port} -k {socket_dir} -c listen_addresses={LOCALHOST} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                f"-p {port} -k {socket_dir} -c listen_addresses={LOCALHOST} -c max_connections=200"
             )
+            if not durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             start = subprocess.run(
                 [pg_ctl, "-D", str(data_dir), "-l", str(log_path), "-o", options, "-w",
                  "-t", "60", "start"],
