@@ -416,6 +416,8 @@ NEW_FLAGS = [
     ("bucket", "s3: the bucket"),
     ("region", "s3: the region"),
     ("endpoint-url", "s3: an S3-compatible endpoint"),
+    ("sse", "s3: server-side encryption, none, s3 or kms"),
+    ("kms-key-id", "s3 with --sse kms: the KMS key (default: the bucket's AWS-managed key)"),
     ("host", "sftp/ftp: the server"),
     ("port", "sftp/ftp: the port"),
     ("username", "sftp/ftp: the user"),

@@ -110,6 +110,13 @@ def _destination(dialog: Dialog, kind: str, name: str) -> dict[str, Any]:
         endpoint = text("endpoint_url", "Endpoint URL (empty for AWS)")
         if endpoint:
             d["endpoint_url"] = endpoint
+        sse = dialog.ask("sse", "Server-side encryption: none, s3 or kms", "none", _sse)
+        if sse is not None:
+            d["sse"] = sse
+            if sse == "kms":
+                key = text("kms_key_id", "KMS key id (empty: the bucket's AWS-managed key)")
+                if key:
+                    d["kms_key_id"] = key
     else:
         d["host"] = text("host", "Host")
         d["port"] = dialog.ask("port", "Port", "22" if kind == "sftp" else "21", _port)
@@ -130,6 +137,13 @@ def _destination(dialog: Dialog, kind: str, name: str) -> dict[str, Any]:
             d["tls"] = dialog.yes("tls", "Explicit FTPS (TLS)?", True)
     d["folder"] = text("folder", "Folder inside the destination", name)
     return d
+
+
+def _sse(text: str) -> str | None:
+    choice = text.strip().lower()
+    if choice not in ("none", "s3", "kms"):
+        raise ChoiceError(f"{text!r}: say none, s3 (SSE-S3) or kms (SSE-KMS)")
+    return None if choice == "none" else choice
 
 
 def _port(text: str) -> int:

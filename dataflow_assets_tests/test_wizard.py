@@ -276,12 +276,20 @@ def test_flags_make_s3_and_ftps_flows_that_deliver(
     base = ["new", "--yes", "--db", str(harness.db), "--flows-dir", str(flows)]
     # S3: the probe writes, lists and removes its object; then a generation delivers.
     s3 = moto.flow_destination(bucket, folder="team")
-    assert cli.main([*base, "--name", "to_s3", "--format", "parquet", *flags_of(s3)]) == 0
+    flags = [*base, "--name", "to_s3", "--format", "parquet", *flags_of(s3), "--sse", "kms"]
+    assert cli.main(flags) == 0
     assert "ok: written, listed and removed" in capsys.readouterr().out
     assert moto.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     flow = load_flow_file(flows / "to_s3.yaml")
-    assert isinstance(flow, FlowSpec) and harness.export(flow).success
+    assert isinstance(flow, FlowSpec) and flow.destination.sse == "kms"
+    assert harness.export(flow).success
     check_delivery(moto.mirror(bucket, harness.root / "mirror"), flow, events)
+    client = moto.client()
+    for key in [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]:
+        assert client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "aws:kms"
+    assert cli.main([*base, "--name", "bad_sse", *flags_of(s3), "--sse", "aes"]) == 1
+    assert "--sse: 'aes': say none, s3 (SSE-S3) or kms (SSE-KMS)" in capsys.readouterr().err
+    assert not (flows / "bad_sse.yaml").exists()
     # A bucket that does not exist: the probe names it, nothing is written.
     missing = {**s3, "bucket": f"nobucket-{uuid.uuid4().hex[:8]}"}
     assert cli.main([*base, "--name", "nope", "--format", "csv", *flags_of(missing)]) == 1
@@ -320,6 +328,9 @@ def test_the_wizard_names_a_missing_bucket_and_delivers_to_s3_once_it_exists(
             ("Bucket:", name),
             (f"Region [{moto.region}]:", ""),
             ("Endpoint URL (empty for AWS):", moto.endpoint_url),
+            ("Server-side encryption: none, s3 or kms [none]:", "aes"),
+            "refused: 'aes': say none, s3 (SSE-S3) or kms (SSE-KMS)",
+            ("Server-side encryption: none, s3 or kms [none]:", "s3"),
             ("Folder inside the destination [to_s3]:", "team/web"),
             re.compile(r"team/web/to_s3/data/date=\d{4}-\d\d-\d\d/hour=\d\d/min=(00-30|30-60)/"),
             re.compile(r"data_<GUID>_001_0_0\.parquet"),
@@ -345,12 +356,17 @@ def test_the_wizard_names_a_missing_bucket_and_delivers_to_s3_once_it_exists(
         ],
     )
     flow = written_flow(child, flows / "to_s3.yaml")
-    assert flow.destination.type == "s3"
+    assert flow.destination.type == "s3" and flow.destination.sse == "s3"
     assert (flow.format, flow.frequency_minutes, flow.partitioning) == ("parquet", 30, "half_hour")
     assert flow.properties.exclude == ["price"] and not flow.privacy_filter
     assert moto.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # no probe left
     assert harness.export(flow).success
     check_delivery(moto.mirror(bucket, harness.root / "mirror"), flow, events)
+    client = moto.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys and all(  # every delivered object, data, manifest and report, encrypted
+        client.head_object(Bucket=bucket, Key=k)["ServerSideEncryption"] == "AES256" for k in keys
+    )
 
 
 def test_the_wizard_says_a_refused_ftps_login_and_delivers_once_it_is_right(
