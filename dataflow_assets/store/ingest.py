@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import pyarrow as pa
+
 from dataflow_assets.store.backend import postgres_store
 from dataflow_assets.store.ingest_batch import FileTypes, NeedsRowPath, connection, type_batch
 from dataflow_assets.store.ingest_readers import raw_batches
@@ -44,7 +46,7 @@ from dataflow_assets.store.ingest_rows import (
     rejected_path_for,
 )
 from dataflow_assets.store.location import StoreLocation, is_postgres
-from dataflow_assets.store.schema import connect, property_types
+from dataflow_assets.store.schema import PropertyType, connect, property_types
 from dataflow_assets.store.staging import ConcurrentTypeError, Staging, append_to_duckdb
 
 __all__ = [
@@ -83,41 +85,15 @@ def ingest_file(
     _format_of(path)  # fail early on an unknown extension
     with connect(db, read_only=True) as con:
         known = {k: t for k, (t, _s) in property_types(con).items()}
-    rejected_file = rejected_path_for(path)
-    types = FileTypes(dict(known))
-    rejected = 0
-    bad_out: IO[str] | None = None
     try:
         with Staging() as staging:
-            duck = connection()
-            try:
-                for raw in raw_batches(path, duck, lambda: set(types.known), progress):
-                    typed = type_batch(duck, raw, types)
-                    staging.add(typed.table)
-                    for line, reason, text in typed.rejected:
-                        if bad_out is None:
-                            bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
-                        entry = {"line": line, "reason": reason, "raw": text}
-                        bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-                        rejected += 1
-            finally:
-                duck.close()
-            if bad_out is not None:
-                bad_out.close()
-                bad_out = None
-            if rejected == 0:
-                rejected_file.unlink(missing_ok=True)
+            types, rejected = stage_file(path, known, staging, progress)
             first, last = append_to_duckdb(
                 connect, db, path, staging.staged(), types.new_in_order(), rejected, in_transaction
             )
             loaded = staging.rows
     except NeedsRowPath:
-        if bad_out is not None:
-            bad_out.close()
         return ingest_file_rowwise(db, path, progress, in_transaction)
-    finally:
-        if bad_out is not None:
-            bad_out.close()
     return IngestResult(
         source=path,
         loaded=loaded,
@@ -125,5 +101,51 @@ def ingest_file(
         first_seq=first,
         last_seq=last,
         new_properties=sorted(types.new),
-        rejected_path=rejected_file if rejected else None,
+        rejected_path=rejected_path_for(path) if rejected else None,
     )
+
+
+#: A store's own rule on typed rows: ``table`` (``_line`` + typed columns) -> the rows it
+#: accepts and the others as rejected ``(line, reason, raw)``.
+Screen = Callable[[pa.Table], tuple[pa.Table, list[tuple[int, str, str]]]]
+
+
+def stage_file(
+    path: Path,
+    known: dict[str, PropertyType],
+    staging: Staging,
+    progress: Progress | None = None,
+    screen: Screen | None = None,
+) -> tuple[FileTypes, int]:
+    """Read, validate and type ``path`` a batch at a time into ``staging`` (the store's keys
+    ``known`` give the types); write its bad rows, in line order, to ``FILE.rejected.ndjson``
+    (removed when there are none). Returns the file's types and the rejected count.
+
+    Both stores' ingest run this; only their final append differs. ``screen`` adds a store's
+    own rule (PostgreSQL: no NUL in text). Raises ``NeedsRowPath`` when the batch rules cannot
+    decide the file (the caller falls back to the row path, which rewrites the rejected file).
+    """
+    rejected_file = rejected_path_for(path)
+    types = FileTypes(dict(known))
+    rejected = 0
+    bad_out: IO[str] | None = None
+    duck = connection()
+    try:
+        for raw in raw_batches(path, duck, lambda: set(types.known), progress):
+            typed = type_batch(duck, raw, types)
+            table, screened = (typed.table, []) if screen is None else screen(typed.table)
+            staging.add(table)
+            bad = sorted([*typed.rejected, *screened]) if screened else typed.rejected
+            for line, reason, text in bad:
+                if bad_out is None:
+                    bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
+                entry = {"line": line, "reason": reason, "raw": text}
+                bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+                rejected += 1
+    finally:
+        duck.close()
+        if bad_out is not None:
+            bad_out.close()
+    if rejected == 0:
+        rejected_file.unlink(missing_ok=True)
+    return types, rejected

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dataflow_assets.store.ingest_batch import FileTypes, NeedsRowPath, connection, type_batch
-from dataflow_assets.store.ingest_readers import raw_batches
+from dataflow_assets.store.ingest import stage_file
+from dataflow_assets.store.ingest_batch import NeedsRowPath
 from dataflow_assets.store.ingest_rows import (
     BadRow,
     IngestResult,
@@ -58,31 +58,9 @@ def ingest_file(
     path = Path(path)
     _format_of(path)  # fail early on an unknown extension
     known = {k: t for k, (t, _s) in store.property_types().items()}
-    rejected_file = rejected_path_for(path)
-    types = FileTypes(dict(known))
-    rejected = 0
-    bad_out: IO[str] | None = None
     try:
         with Staging() as staging:
-            duck = connection()
-            try:
-                for raw in raw_batches(path, duck, lambda: set(types.known), progress):
-                    typed = type_batch(duck, raw, types)
-                    accepted, nul_rows = _without_nul(typed.table)
-                    staging.add(accepted)
-                    for line, reason, text in sorted([*typed.rejected, *nul_rows]):
-                        if bad_out is None:
-                            bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
-                        entry = {"line": line, "reason": reason, "raw": text}
-                        bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-                        rejected += 1
-            finally:
-                duck.close()
-            if bad_out is not None:
-                bad_out.close()
-                bad_out = None
-            if rejected == 0:
-                rejected_file.unlink(missing_ok=True)
+            types, rejected = stage_file(path, known, staging, progress, screen=_without_nul)
             new = [(k, t) for k, (t, _line) in types.new_in_order().items()]
             tables = (
                 pa.Table.from_batches([batch]).drop_columns(["_pos"])
@@ -91,13 +69,7 @@ def ingest_file(
             first, last = append_typed(store, path, tables, new, rejected, in_transaction)
             loaded = staging.rows
     except NeedsRowPath:
-        if bad_out is not None:
-            bad_out.close()
-            bad_out = None
         return ingest_file_rowwise(store, path, progress, in_transaction)
-    finally:
-        if bad_out is not None:
-            bad_out.close()
     return IngestResult(
         source=path,
         loaded=loaded,
@@ -105,7 +77,7 @@ def ingest_file(
         first_seq=first,
         last_seq=last,
         new_properties=sorted(types.new),
-        rejected_path=rejected_file if rejected else None,
+        rejected_path=rejected_path_for(path) if rejected else None,
     )
 
 
