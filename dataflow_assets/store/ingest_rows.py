@@ -469,34 +469,8 @@ def ingest_file_rowwise(
     _format_of(path)  # fail early on an unknown extension
     with connect(db, read_only=True) as con:
         known = {k: t for k, (t, _s) in property_types(con).items()}
-    typer = _Typer(known)
-    rejected_file = rejected_path_for(path)
-    rejected = 0
     with tempfile.TemporaryDirectory(prefix="dataflow-ingest-") as tmp:
-        writer = _ChunkWriter(Path(tmp), typer.known)
-        bad_out: IO[str] | None = None
-        try:
-            for index, (line_no, record, raw) in enumerate(_records(path, progress)):
-                if isinstance(record, BadRow):
-                    # Not raised: its traceback would keep this frame (and record) in a cycle.
-                    reason = str(record)
-                else:
-                    try:
-                        writer.add(typer.row(record, index), index)
-                        continue
-                    except BadRow as exc:
-                        reason = str(exc)
-                if bad_out is None:
-                    bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
-                rejected += 1
-                entry = {"line": line_no, "reason": reason, "raw": raw or _raw_of(record)}
-                bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-            writer.flush()
-        finally:
-            if bad_out is not None:
-                bad_out.close()
-        if rejected == 0:
-            rejected_file.unlink(missing_ok=True)
+        writer, typer, rejected = stage_rows(path, known, Path(tmp), progress)
         first, last = _commit(db, path, writer, typer, rejected, in_transaction)
     return IngestResult(
         source=path,
@@ -505,8 +479,53 @@ def ingest_file_rowwise(
         first_seq=first,
         last_seq=last,
         new_properties=sorted(typer.new),
-        rejected_path=rejected_file if rejected else None,
+        rejected_path=rejected_path_for(path) if rejected else None,
     )
+
+
+def stage_rows(
+    path: Path,
+    known: dict[str, PropertyType],
+    folder: Path,
+    progress: Progress | None = None,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[_ChunkWriter, _Typer, int]:
+    """Type ``path`` row by row into chunk files under ``folder`` (the store's keys ``known``
+    give the types); write its bad rows to ``FILE.rejected.ndjson`` (removed when there are
+    none). Returns the flushed writer, the typer (the file's new keys) and the rejected count.
+
+    Both stores' row path run this; ``check(row)`` adds a store's own rule (raises BadRow)."""
+    typer = _Typer(known)
+    rejected_file = rejected_path_for(path)
+    rejected = 0
+    writer = _ChunkWriter(folder, typer.known)
+    bad_out: IO[str] | None = None
+    try:
+        for index, (line_no, record, raw) in enumerate(_records(path, progress)):
+            if isinstance(record, BadRow):
+                # Not raised: its traceback would keep this frame (and record) in a cycle.
+                reason = str(record)
+            else:
+                try:
+                    row = typer.row(record, index)
+                    if check is not None:
+                        check(row)
+                    writer.add(row, index)
+                    continue
+                except BadRow as exc:
+                    reason = str(exc)
+            if bad_out is None:
+                bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
+            rejected += 1
+            entry = {"line": line_no, "reason": reason, "raw": raw or _raw_of(record)}
+            bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        writer.flush()
+    finally:
+        if bad_out is not None:
+            bad_out.close()
+    if rejected == 0:
+        rejected_file.unlink(missing_ok=True)
+    return writer, typer, rejected
 
 
 def _raw_of(record: Any) -> str:

@@ -46,6 +46,7 @@ import pyarrow as pa
 
 from dataflow_assets.store.postgres import (
     APPEND_LOCK,
+    LEDGER_DDL,
     MAX_KEY_BYTES,
     SEQ,
     PostgresStore,
@@ -69,21 +70,6 @@ BATCH_ROWS = 100_000
 #: What ``retire_source`` appends to the DuckDB file's name.
 RETIRED_SUFFIX = ".moved-to-postgresql"
 
-#: The landing ledger in PostgreSQL: the DuckDB ledger's columns (``landing.ledger``), same
-#: names, PostgreSQL types.
-LEDGER_DDL = """CREATE TABLE IF NOT EXISTS landing_files (
-    uri TEXT NOT NULL,
-    size BIGINT NOT NULL,
-    stamp TEXT NOT NULL,
-    checksum TEXT,
-    status TEXT NOT NULL,
-    reason TEXT,
-    rows BIGINT,
-    first_seq BIGINT,
-    last_seq BIGINT,
-    loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    run_id TEXT
-)"""
 _LEDGER_SCHEMA = pa.schema(
     [
         ("uri", pa.string()),

@@ -100,6 +100,22 @@ def column_statements(cursor: Any, columns: Mapping[str, PropertyType]) -> list[
     return statements
 
 
+#: The landing ledger in PostgreSQL: the DuckDB ledger's columns (``landing/ledger.py``'s
+#: LEDGER_SQL), same names, PostgreSQL types.
+LEDGER_DDL = """CREATE TABLE IF NOT EXISTS landing_files (
+    uri TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    stamp TEXT NOT NULL,
+    checksum TEXT,
+    status TEXT NOT NULL,
+    reason TEXT,
+    rows BIGINT,
+    first_seq BIGINT,
+    last_seq BIGINT,
+    loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    run_id TEXT
+)"""
+
 SCHEMA_STATEMENTS = (
     f"""CREATE TABLE IF NOT EXISTS events (
         {SEQ} BIGINT PRIMARY KEY,
@@ -128,21 +144,9 @@ SCHEMA_STATEMENTS = (
     """INSERT INTO properties VALUES
         ('hit_time_utc', 'timestamp', 0), ('event_id', 'integer', 0), ('site_id', 'integer', 0)
         ON CONFLICT (key) DO NOTHING""",
-    # The landing ledger (landing/ledger.py's LEDGER_SQL), made with the store: a
-    # CREATE TABLE of two transactions at once can collide in PostgreSQL's catalogs.
-    """CREATE TABLE IF NOT EXISTS landing_files (
-        uri TEXT NOT NULL,
-        size BIGINT NOT NULL,
-        stamp TEXT NOT NULL,
-        checksum TEXT,
-        status TEXT NOT NULL,
-        reason TEXT,
-        rows BIGINT,
-        first_seq BIGINT,
-        last_seq BIGINT,
-        loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-        run_id TEXT
-    )""",
+    # The landing ledger, made with the store: a CREATE TABLE of two transactions at once can
+    # collide in PostgreSQL's catalogs.
+    LEDGER_DDL,
 )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,12 +30,9 @@ from dataflow_assets.store.ingest_batch import NeedsRowPath
 from dataflow_assets.store.ingest_rows import (
     BadRow,
     IngestResult,
-    _ChunkWriter,
     _format_of,
-    _raw_of,
-    _records,
-    _Typer,
     rejected_path_for,
+    stage_rows,
 )
 from dataflow_assets.store.postgres import PgSession, PostgresStore
 from dataflow_assets.store.schema import PropertyType
@@ -92,32 +89,8 @@ def ingest_file_rowwise(
     import tempfile
 
     known = {k: t for k, (t, _s) in store.property_types().items()}
-    typer = _Typer(known)
-    rejected_file = rejected_path_for(path)
-    rejected = 0
     with tempfile.TemporaryDirectory(prefix="dataflow-ingest-") as tmp:
-        writer = _ChunkWriter(Path(tmp), typer.known)
-        bad_out: IO[str] | None = None
-        try:
-            for index, (line_no, record, raw) in enumerate(_records(path, progress)):
-                try:
-                    if isinstance(record, BadRow):
-                        raise record
-                    row = typer.row(record, index)
-                    _refuse_nul(row)
-                    writer.add(row, index)
-                except BadRow as exc:
-                    if bad_out is None:
-                        bad_out = open(rejected_file, "w", encoding="utf-8")  # noqa: SIM115
-                    rejected += 1
-                    entry = {"line": line_no, "reason": str(exc), "raw": raw or _raw_of(record)}
-                    bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-            writer.flush()
-        finally:
-            if bad_out is not None:
-                bad_out.close()
-        if rejected == 0:
-            rejected_file.unlink(missing_ok=True)
+        writer, typer, rejected = stage_rows(path, known, Path(tmp), progress, check=_refuse_nul)
         new = [(k, kind) for k, (kind, _i) in sorted(typer.new.items(), key=lambda kv: kv[1][1])]
         tables = (pq.read_table(chunk).drop_columns(["_row"]) for chunk in writer.chunks)
         first, last = append_typed(store, path, tables, new, rejected, in_transaction)
@@ -128,7 +101,7 @@ def ingest_file_rowwise(
         first_seq=first,
         last_seq=last,
         new_properties=sorted(typer.new),
-        rejected_path=rejected_file if rejected else None,
+        rejected_path=rejected_path_for(path) if rejected else None,
     )
 
 
