@@ -887,6 +887,16 @@ class PostgresServer:
         """A libpq URL for ``database`` (``postgresql://user:password@host:port/database``)."""
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
 
+    def instance_env(self, database: str) -> dict[str, str]:
+        """The environment variables ``deploy/dagster-postgres.yaml`` reads, for ``database``."""
+        return {
+            "DAGSTER_POSTGRES_USER": self.user,
+            "DAGSTER_POSTGRES_PASSWORD": self.password,
+            "DAGSTER_POSTGRES_HOST": self.host,
+            "DAGSTER_POSTGRES_PORT": str(self.port),
+            "DAGSTER_POSTGRES_DB": database,
+        }
+
     def connect(self, database: str = "postgres") -> Any:
         """An independent psycopg2 connection (autocommit) to ``database``: for setup and for
         reading back what the code under test wrote."""

@@ -14,6 +14,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -245,3 +247,16 @@ def check_delivery(
     want = expected_multiset(events, flow)
     missing, extra = want - got, got - want
     assert not missing and not extra, f"missing {list(missing)[:3]}\nextra {list(extra)[:3]}"
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``dataflow ARGS`` as a child process with environment ``env`` (exit code and output
+    checked by the caller)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dataflow_assets.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

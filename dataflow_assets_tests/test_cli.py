@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +13,7 @@ import yaml
 
 from dataflow_assets import cli
 from dataflow_assets.dagster_home import default_config
-from dataflow_assets_tests.support import T0, Harness, event, reported_files, write_ndjson
+from dataflow_assets_tests.support import T0, Harness, event, reported_files, run_cli, write_ndjson
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,17 +58,6 @@ def test_the_export_summary_names_the_partitions_the_files_were_written_to(
     harness.ingest([event(500, T0 + dt.timedelta(minutes=5))])
     assert cli.main(["export", "--db", str(harness.db)]) == 0
     assert "partition 2026-11-20-10:00," in capsys.readouterr().out
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dataflow_assets.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_a_fresh_dagster_home_gets_the_default_dagster_yaml(tmp_path: Path) -> None:

@@ -34,11 +34,7 @@ def pg_harness(
     """A harness whose Dagster instance is deploy/dagster-postgres.yaml on ``pg_database``,
     configured only through the environment variables the file documents."""
     for name, value in {
-        "DAGSTER_POSTGRES_USER": postgres.user,
-        "DAGSTER_POSTGRES_PASSWORD": postgres.password,
-        "DAGSTER_POSTGRES_HOST": postgres.host,
-        "DAGSTER_POSTGRES_PORT": str(postgres.port),
-        "DAGSTER_POSTGRES_DB": pg_database,
+        **postgres.instance_env(pg_database),
         # make_harness sets these; monkeypatch restores them after the test.
         "DAGSTER_HOME": "",
         "DATAFLOW_STAGING_DIR": "",

@@ -123,11 +123,7 @@ def test_a_deployment_moved_to_postgresql_delivers_every_event_exactly_once(
     url = postgres.url(pg_database)
     assert main(["migrate", "--from", str(before.db), "--to", url]) == 0
     for name, value in {
-        "DAGSTER_POSTGRES_USER": postgres.user,
-        "DAGSTER_POSTGRES_PASSWORD": postgres.password,
-        "DAGSTER_POSTGRES_HOST": postgres.host,
-        "DAGSTER_POSTGRES_PORT": str(postgres.port),
-        "DAGSTER_POSTGRES_DB": pg_database,
+        **postgres.instance_env(pg_database),
         "DATAFLOW_EVENTS_URL": url,
     }.items():
         monkeypatch.setenv(name, value)

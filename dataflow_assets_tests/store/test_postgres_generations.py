@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from dataflow_assets_tests.support import (
     check_delivery,
     reported_files,
     reports,
+    run_cli,
     write_ndjson,
 )
 from dataflow_assets_tests.test_export import traffic
@@ -160,16 +159,6 @@ def test_an_export_reads_its_window_while_an_ingest_transaction_is_open(
     assert result.loaded == 200
     assert harness.export(flow).success
     check_delivery(harness.out, flow, committed + held_events)
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dataflow_assets.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_the_dataflow_command_ingests_and_exports_on_the_one_setting(
