@@ -60,6 +60,7 @@ from dataflow_assets.store.schema import (
     StoreBusyError,
     connect,
     quote,
+    retired_path,
     store_identity,
 )
 
@@ -67,8 +68,6 @@ from dataflow_assets.store.schema import (
 #: the ingest's memory budget (a few hundred bytes a row).
 BATCH_ROWS = 100_000
 
-#: What ``retire_source`` appends to the DuckDB file's name.
-RETIRED_SUFFIX = ".moved-to-postgresql"
 
 _LEDGER_SCHEMA = pa.schema(
     [
@@ -451,10 +450,6 @@ def _describe(tally: Tally) -> str:
         parts.append(f"{tally.landing_files:,} landing-ledger rows")
     parts.append(f"{tally.properties} properties")
     return ", ".join(parts)
-
-
-def retired_path(path: Path) -> Path:
-    return path.with_name(path.name + RETIRED_SUFFIX)
 
 
 def retire_source(path: Path) -> Path:

@@ -105,6 +105,34 @@ class StoreBusyError(Exception):
     """The store stayed locked by another process for longer than the caller would wait."""
 
 
+#: What ``dataflow migrate`` appends to a moved DuckDB file's name (``migrate.retire_source``).
+RETIRED_SUFFIX = ".moved-to-postgresql"
+
+
+class StoreMovedError(RuntimeError):
+    """The DuckDB store was moved to PostgreSQL (``dataflow migrate``): nothing may create a new
+    store in its place, where its writers' events would be lost to the moved one."""
+
+
+def retired_path(path: Path) -> Path:
+    return path.with_name(path.name + RETIRED_SUFFIX)
+
+
+def _moved(path: Path) -> StoreMovedError:
+    return StoreMovedError(
+        f"event store {path} was moved to PostgreSQL by `dataflow migrate` (the file is now "
+        f"{retired_path(path)}): set DATAFLOW_EVENTS_URL to the PostgreSQL store; nothing was "
+        "written"
+    )
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
     text = str(exc)
     return "Could not set lock" in text or "Conflicting lock" in text
@@ -117,12 +145,17 @@ def connect(
     """A connection to the store, retried with backoff while another process holds the lock.
 
     Keep it short: a read-only connection blocks writers of other processes, and a writer blocks
-    everyone. Creates the file and schema on first write.
+    everyone. Creates the file and schema on first write, unless the store was moved to
+    PostgreSQL (``StoreMovedError``), also while this connection waited for the lock: the move
+    renames the file when it is done, and DuckDB would make a new, empty store in its place.
     """
     path = Path(path)
+    before = _inode(path)
+    if before is None and retired_path(path).exists():
+        raise _moved(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    elif not path.exists():
+    elif before is None:
         # Readers of a store that was never written see an empty one.
         with connect(path, read_only=False, timeout_s=timeout_s):
             pass
@@ -142,6 +175,13 @@ def connect(
                 raise
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
+    if not read_only and _inode(path) != before and retired_path(path).exists():
+        # The file opened is not the one looked at: the move retired that one while this
+        # connection waited, and DuckDB just created this one. Take it back.
+        con.close()
+        for made in (path, path.with_name(path.name + ".wal")):
+            made.unlink(missing_ok=True)
+        raise _moved(path)
     try:
         con.execute("SET TimeZone = 'UTC'")
         if not read_only:

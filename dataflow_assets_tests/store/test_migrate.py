@@ -25,9 +25,9 @@ from dataflow_assets.cli import main
 from dataflow_assets.landing.loader import ingest_landed
 from dataflow_assets.landing.local import LocalZone
 from dataflow_assets.store.ingest import ingest_file
-from dataflow_assets.store.migrate import MigrationError, migrate, open_source
+from dataflow_assets.store.migrate import MigrationError, migrate, open_source, retire_source
 from dataflow_assets.store.postgres import PostgresStore
-from dataflow_assets.store.schema import PropertyType, store_identity
+from dataflow_assets.store.schema import PropertyType, StoreMovedError, connect, store_identity
 from dataflow_assets_tests.servers import PostgresServer
 from dataflow_assets_tests.support import T0, event, iso, write_ndjson
 
@@ -440,3 +440,64 @@ def test_an_empty_store_moves_its_identity(
     assert pg(postgres, pg_database, "SELECT id FROM store_identity") == [(identity,)]
     with open_source(db) as source:
         assert migrate(source, url).already
+
+
+#: Holds the store read-only (as ``dataflow migrate`` does while it copies), then retires it
+#: while still holding it, as the command does when the copy is done.
+HOLD_THEN_RETIRE = (
+    "import sys, time, duckdb\n"
+    "from dataflow_assets.store.migrate import retire_source\n"
+    "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+    "print('held', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+    "retire_source(sys.argv[1])\n"
+    "con.close()\n"
+)
+
+
+def test_an_ingest_waiting_behind_the_move_refuses_instead_of_making_a_new_store(
+    tmp_path: Path,
+) -> None:
+    """The move renames the file while its writers wait for the lock; a waiting `dataflow
+    ingest` would then open a new, empty store at the old path and load its events there, lost
+    to the moved store. It fails instead, naming the move, and leaves no file behind."""
+    db = tmp_path / "events.duckdb"
+    ingest(db, tmp_path / "a.ndjson", [event(k, T0) for k in range(1, 11)])
+    late = write_ndjson(tmp_path / "late.ndjson", [event(k, T0) for k in range(11, 21)])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THEN_RETIRE, str(db), "3"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        waiting = subprocess.run(
+            [sys.executable, "-m", "dataflow_assets.cli", "ingest", "--db", str(db), str(late)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+    finally:
+        assert holder.wait(30) == 0
+    assert waiting.returncode == 1, waiting.stdout + waiting.stderr
+    assert "was moved to PostgreSQL" in waiting.stderr
+    assert "DATAFLOW_EVENTS_URL" in waiting.stderr
+    assert not db.exists(), "a new store was made where the moved one was"
+    moved = db.with_name(db.name + ".moved-to-postgresql")
+    assert duck(moved, "SELECT count(*), max(ingest_seq) FROM events") == [(10, 10)]
+
+
+def test_a_moved_store_is_neither_read_nor_written_at_its_old_path(tmp_path: Path) -> None:
+    db = tmp_path / "events.duckdb"
+    ingest(db, tmp_path / "a.ndjson", [event(k, T0) for k in range(1, 4)])
+    with open_source(db) as source:
+        retire_source(source.path)
+    for read_only in (True, False):
+        with (
+            pytest.raises(StoreMovedError, match="set DATAFLOW_EVENTS_URL"),
+            connect(db, read_only=read_only),
+        ):
+            pass
+    assert not db.exists()
