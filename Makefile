@@ -19,6 +19,9 @@ install: ## install the project and its dev tools into .venv (bootstraps uv with
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet --compile-bytecode
+	@# --compile-bytecode compiles the dependencies only; with PYTHONDONTWRITEBYTECODE=1 every
+	@# process (each run worker, each dataflow command) would compile the project's own modules.
+	@$(UV) run --frozen --no-sync python -m compileall -q -j 0 dataflow_assets >/dev/null
 
 run: install ## load demo events, run a first generation, serve the UI on http://127.0.0.1:3000
 	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
