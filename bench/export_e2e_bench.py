@@ -436,7 +436,12 @@ def sample_worker(pid: int, every_s: float = 0.01, children_every_s: float = 0.2
 
 
 def run_worker(
-    runs: int, timeout_s: float = 300, profile: Path | None = None, py_spy: str | None = None
+    runs: int,
+    timeout_s: float = 300,
+    profile: Path | None = None,
+    py_spy: str | None = None,
+    partitioning: str = "hour",
+    start_date: str = "2026-01-01",
 ) -> list[list[str]]:
     """A daemon-launched generation run of 1,000 events, ``runs`` times: ``dagster-daemon``
     dequeues the run (QueuedRunCoordinator) and its run launcher starts the worker process.
@@ -446,13 +451,15 @@ def run_worker(
     10 ms; the CPU at each event's timestamp is interpolated between the samples around it), the
     wall time between the two events, the worker's whole life (CPU, wall, peak RSS: its own
     report at exit) and the run's event-log rows. ``profile``: the worker runs under cProfile,
-    its ``.prof`` files land there (``py_spy``: a py-spy binary samples it instead)."""
+    its ``.prof`` files land there (``py_spy``: a py-spy binary samples it instead).
+    ``partitioning`` and ``start_date``: the flow's (its partition count)."""
     import json
     import time
 
     import dagster as dg
 
     from dataflow_assets.flow import load_flows
+    from dataflow_assets.partitions import partitions_def
     from dataflow_assets.planner import Plan, plan_generation
     from dataflow_assets.schedules import job_name
 
@@ -493,9 +500,13 @@ def run_worker(
         for i in range(runs):
             dest = root / f"dest-{i}"
             ours_env(root, db, "csv", dest)  # a new destination: the whole store again
-            with open(root / "flows" / "bench.yaml", "a") as fh:
-                fh.write("enabled: false\n")  # no schedule tick of its own in between
+            spec = root / "flows" / "bench.yaml"
+            text = spec.read_text().replace("partitioning: hour", f"partitioning: {partitioning}")
+            text = text.replace("start_date: 2026-01-01", f"start_date: {start_date}")
+            # No schedule tick of its own in between.
+            spec.write_text(text + "enabled: false\n")
             flow = load_flows().flows[0]
+            keys = len(partitions_def(flow.start_date, flow.partitioning).get_partition_keys())
             plan = plan_generation(instance, flow, db)
             assert isinstance(plan, Plan), plan
             started = len([x for x in lines() if "start" in x])
@@ -567,8 +578,8 @@ def run_worker(
     rows = median([m[5] for m in measured])
     return [
         [
-            f"run worker, daemon-launched, 1,000 events (CSV): RUN_START to RUN_SUCCESS "
-            f"({rows:.0f} event-log rows)",
+            f"run worker, daemon-launched, 1,000 events (CSV, {keys:,} {partitioning} "
+            f"partitions): RUN_START to RUN_SUCCESS ({rows:.0f} event-log rows)",
             f"{median([m[0] for m in measured]):.2f}",
             f"{median([m[1] for m in measured]):.2f}",
             "",
@@ -599,6 +610,12 @@ def main() -> None:
     parser.add_argument("--worker-only", action="store_true", help="only the daemon's run worker")
     parser.add_argument(
         "--worker-profile", type=Path, help="a folder: the run workers' cProfile dumps go there"
+    )
+    parser.add_argument(
+        "--worker-partitioning", default="hour", help="the run worker's flow: its partitioning"
+    )
+    parser.add_argument(
+        "--worker-start-date", default="2026-01-01", help="the run worker's flow: its first day"
     )
     parser.add_argument(
         "--worker-py-spy", help="a py-spy binary: sample the workers with it instead"
@@ -667,7 +684,15 @@ def main() -> None:
     print(f"\nfixed costs (median of {args.runs}):\n")
     fixed = [] if args.worker_only else fixed_costs(args.runs)
     if not args.no_worker:
-        fixed.extend(run_worker(args.runs, profile=args.worker_profile, py_spy=args.worker_py_spy))
+        fixed.extend(
+            run_worker(
+                args.runs,
+                profile=args.worker_profile,
+                py_spy=args.worker_py_spy,
+                partitioning=args.worker_partitioning,
+                start_date=args.worker_start_date,
+            )
+        )
     print(table(["run", "CPU s", "wall s", "peak RSS"], fixed))
     print(f"\n# load at the end: {os.getloadavg()[0]:.1f}")
 
