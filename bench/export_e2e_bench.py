@@ -24,6 +24,7 @@ with nothing to export.
     uv run python bench/export_e2e_bench.py --events 2000000 --shapes piano --runs 3
     uv run python bench/export_e2e_bench.py --contenders ours,copy --formats parquet
     uv run python bench/export_e2e_bench.py --small-only          # the fixed costs only
+    uv run python bench/export_e2e_bench.py --worker-only [--worker-profile DIR]  # run worker
 
 The peers' venv by hand: ``uv venv bench/.venv-peers && VIRTUAL_ENV=bench/.venv-peers uv pip
 install "dlt[sql_database,filesystem,parquet]==1.31.0" duckdb-engine sqlalchemy==2.0.25 duckdb polars pyarrow isal
@@ -311,36 +312,154 @@ def fixed_costs(runs: int) -> list[list[str]]:
 
 # ---------------------------------------------------------------- the schedule's run worker
 
-#: Imported by every Python process of the daemon's environment (``PYTHONPATH``): a run worker
-#: appends its CPU and wall seconds to ``$E2E_WORKER_LOG`` at exit. With a workspace, the
-#: daemon's run launcher asks the code location's gRPC server (``dagster api grpc``) to start
-#: the run, which it does in a ``multiprocessing`` spawn child: that child is the worker
-#: (``dagster api execute_run`` where the daemon launches it itself).
+#: Imported by every Python process of the daemon's environment (``PYTHONPATH``). A run worker
+#: appends a line to ``$E2E_WORKER_LOG`` when it starts (its pid, so the parent can sample its
+#: ``/proc/<pid>/stat``) and one at exit (its own CPU and wall seconds, peak RSS). With a
+#: workspace, the daemon's run launcher asks the code location's gRPC server (``dagster api
+#: grpc``) to start the run, which it does in a ``multiprocessing`` spawn child: that child is
+#: the worker (``dagster api execute_run`` where the daemon launches it itself). Its command line
+#: carries no run id (``spawn_main(...)``), hence the hook. ``$E2E_WORKER_PROFILE`` (a folder):
+#: the worker also runs under cProfile and dumps ``<pid>.prof`` there at exit; with
+#: ``$E2E_WORKER_PYSPY`` (a py-spy binary) py-spy samples it instead (``<pid>.txt``, collapsed
+#: stacks, 250 Hz; py-spy's own CPU then counts as the worker's child).
 SITECUSTOMIZE = """
 import os, sys, time
 _argv = " ".join(getattr(sys, "orig_argv", sys.argv))
 if "execute_run" in _argv or "spawn_main" in _argv:
     import atexit, json
     _start = time.time()
+    with open(os.environ["E2E_WORKER_LOG"], "a") as fh:
+        fh.write(json.dumps({"pid": os.getpid(), "start": _start}) + "\\n")
+    _prof = None
+    if os.environ.get("E2E_WORKER_PYSPY"):
+        import subprocess
+        _out = os.path.join(os.environ["E2E_WORKER_PROFILE"], f"{os.getpid()}.txt")
+        subprocess.Popen([os.environ["E2E_WORKER_PYSPY"], "record", "--pid", str(os.getpid()),
+            "--rate", "250", "--format", "raw", "--nonblocking", "-o", _out],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif os.environ.get("E2E_WORKER_PROFILE"):
+        import cProfile
+        _prof = cProfile.Profile()
+        _prof.enable()
     def _report():
+        if _prof is not None:
+            _prof.disable()
+            _prof.dump_stats(os.path.join(os.environ["E2E_WORKER_PROFILE"], f"{os.getpid()}.prof"))
         t = os.times()
+        with open("/proc/self/status") as status:
+            hwm = [l for l in status if l.startswith("VmHWM:")][0].split()[1]
         with open(os.environ["E2E_WORKER_LOG"], "a") as fh:
-            fh.write(json.dumps({"cpu": t.user + t.system, "wall": time.time() - _start}) + "\\n")
+            fh.write(json.dumps({
+                "pid": os.getpid(), "cpu": t.user + t.system, "wall": time.time() - _start,
+                "peak_rss": int(hwm) * 1024,
+            }) + "\\n")
     atexit.register(_report)
 """
 
+TICK = os.sysconf("SC_CLK_TCK")
 
-def run_worker(runs: int, timeout_s: float = 300) -> list[str]:
+
+def proc_cpu(pid: int) -> float | None:
+    """CPU seconds of ``pid`` (user + system, its waited-for children included), or None once
+    it is gone (``/proc/<pid>/stat`` fields 14-17)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    if fields[0] == "Z":
+        return None
+    return sum(int(f) for f in fields[11:15]) / TICK
+
+
+def children_of(pid: int) -> list[int]:
+    """Live children of ``pid`` (a scan of ``/proc``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+@dataclass
+class WorkerSample:
+    """The CPU of a worker (and its live children) over its life: (wall time, CPU s) pairs."""
+
+    pid: int
+    samples: list[tuple[float, float]]
+
+    def cpu_at(self, when: float) -> float:
+        """CPU seconds at the wall time ``when``, interpolated between the samples around it."""
+        before = [s for s in self.samples if s[0] <= when]
+        after = [s for s in self.samples if s[0] >= when]
+        if not before:
+            return self.samples[0][1]
+        if not after:
+            return self.samples[-1][1]
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+
+def sample_worker(pid: int, every_s: float = 0.01, children_every_s: float = 0.2) -> WorkerSample:
+    """Sample ``pid``'s CPU every ``every_s`` until it exits (children found every
+    ``children_every_s``; a child's CPU counts while it lives, then in its parent's cutime)."""
+    import time
+
+    samples: list[tuple[float, float]] = []
+    children: dict[int, float] = {}
+    next_scan = 0.0
+    while True:
+        now = time.time()
+        own = proc_cpu(pid)
+        if own is None:
+            return WorkerSample(pid, samples)
+        if now >= next_scan:
+            for child in children_of(pid):
+                children.setdefault(child, 0.0)
+            next_scan = now + children_every_s
+        for child in list(children):
+            cpu = proc_cpu(child)
+            if cpu is None:
+                del children[child]  # reaped: now in the parent's cutime (or lost if not waited)
+            else:
+                children[child] = cpu
+        samples.append((now, own + sum(children.values())))
+        time.sleep(every_s)
+
+
+def run_worker(
+    runs: int,
+    timeout_s: float = 300,
+    profile: Path | None = None,
+    py_spy: str | None = None,
+    partitioning: str = "hour",
+    start_date: str = "2026-01-01",
+) -> list[list[str]]:
     """A daemon-launched generation run of 1,000 events, ``runs`` times: ``dagster-daemon``
-    dequeues the run (QueuedRunCoordinator) and its run launcher starts the worker process,
-    whose whole life (start-up, loading the code location, the run, the report) is measured;
-    also the run's own start-to-success time as Dagster records it."""
+    dequeues the run (QueuedRunCoordinator) and its run launcher starts the worker process.
+
+    Measured: the worker's CPU seconds (user + system, children included) from its run's
+    RUN_START event to its RUN_SUCCESS event (the parent samples ``/proc/<pid>/stat`` every
+    10 ms; the CPU at each event's timestamp is interpolated between the samples around it), the
+    wall time between the two events, the worker's whole life (CPU, wall, peak RSS: its own
+    report at exit) and the run's event-log rows. ``profile``: the worker runs under cProfile,
+    its ``.prof`` files land there (``py_spy``: a py-spy binary samples it instead).
+    ``partitioning`` and ``start_date``: the flow's (its partition count)."""
     import json
     import time
 
     import dagster as dg
 
     from dataflow_assets.flow import load_flows
+    from dataflow_assets.partitions import partitions_def
     from dataflow_assets.planner import Plan, plan_generation
     from dataflow_assets.schedules import job_name
 
@@ -352,9 +471,15 @@ def run_worker(runs: int, timeout_s: float = 300) -> list[str]:
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     log = root / "worker.jsonl"
+    log.touch()
     env = ours_env(root, db, "csv", root / "dest-0")
     new_home(env)
     env |= {"PYTHONPATH": f"{hook}:{ROOT}", "E2E_WORKER_LOG": str(log)}
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        env["E2E_WORKER_PROFILE"] = str(profile)
+        if py_spy:
+            env["E2E_WORKER_PYSPY"] = py_spy
     daemon = subprocess.Popen(
         [str(PYTHON.parent / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
         env={**os.environ, **env},
@@ -364,17 +489,27 @@ def run_worker(runs: int, timeout_s: float = 300) -> list[str]:
     )
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    measured: list[tuple[float, float, float]] = []
+    # (run CPU, run wall, worker CPU, worker wall, worker peak RSS, event-log rows, load)
+    measured: list[tuple[float, float, float, float, int, int, float]] = []
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
     try:
         instance = dg.DagsterInstance.get()
         for i in range(runs):
             dest = root / f"dest-{i}"
             ours_env(root, db, "csv", dest)  # a new destination: the whole store again
-            with open(root / "flows" / "bench.yaml", "a") as fh:
-                fh.write("enabled: false\n")  # no schedule tick of its own in between
+            spec = root / "flows" / "bench.yaml"
+            text = spec.read_text().replace("partitioning: hour", f"partitioning: {partitioning}")
+            text = text.replace("start_date: 2026-01-01", f"start_date: {start_date}")
+            # No schedule tick of its own in between.
+            spec.write_text(text + "enabled: false\n")
             flow = load_flows().flows[0]
+            keys = len(partitions_def(flow.start_date, flow.partitioning).get_partition_keys())
             plan = plan_generation(instance, flow, db)
             assert isinstance(plan, Plan), plan
+            started = len([x for x in lines() if "start" in x])
             subprocess.run(
                 [
                     str(PYTHON.parent / "dagster"),
@@ -393,24 +528,41 @@ def run_worker(runs: int, timeout_s: float = 300) -> list[str]:
                 capture_output=True,
             )
             deadline = time.monotonic() + timeout_s
-            while True:
-                run = instance.get_runs(limit=1)[0]
-                if run.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
-                    break
-                assert time.monotonic() < deadline, "the daemon did not run it"
-                time.sleep(0.2)
-            assert run.status is dg.DagsterRunStatus.SUCCESS, run.run_id
-            stats = instance.get_run_stats(run.run_id)
-            while len(log.read_text().splitlines() if log.exists() else []) <= i:
+            while len(starts := [x for x in lines() if "start" in x]) <= started:
+                assert time.monotonic() < deadline, "the daemon did not start a worker"
+                time.sleep(0.005)
+            pid = starts[started]["pid"]
+            sampled = sample_worker(pid)  # until it exits
+            while not (report := [x for x in lines() if x.get("pid") == pid and "cpu" in x]):
                 assert time.monotonic() < deadline, "no worker report"
-                time.sleep(0.2)
-            worker = json.loads(log.read_text().splitlines()[i])
+                time.sleep(0.05)
+            run = instance.get_runs(limit=1)[0]
+            assert run.status is dg.DagsterRunStatus.SUCCESS, (run.run_id, run.status)
+            events = instance.all_logs(run.run_id)
+            stamp = {
+                e.dagster_event.event_type_value: e.timestamp
+                for e in events
+                if e.dagster_event is not None
+            }
+            begin, end = stamp["PIPELINE_START"], stamp["PIPELINE_SUCCESS"]
+            cpu = sampled.cpu_at(end) - sampled.cpu_at(begin)
+            whole = report[0]
             measured.append(
-                (worker["cpu"], worker["wall"], (stats.end_time or 0) - (stats.start_time or 0))
+                (
+                    cpu,
+                    end - begin,
+                    whole["cpu"],
+                    whole["wall"],
+                    whole["peak_rss"],
+                    len(events),
+                    os.getloadavg()[0],
+                )
             )
             print(
-                f"# run worker {i + 1}: {worker['cpu']:.2f} CPU-s, {worker['wall']:.2f} s of "
-                f"worker process, run start to success {measured[-1][2]:.2f} s",
+                f"# run worker {i + 1}: RUN_START to RUN_SUCCESS {cpu:.2f} CPU-s, "
+                f"{end - begin:.2f} s; whole worker {whole['cpu']:.2f} CPU-s, "
+                f"{whole['wall']:.2f} s, {mib(whole['peak_rss'])}; {len(events)} event-log rows; "
+                f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
         instance.dispose()
@@ -423,12 +575,21 @@ def run_worker(runs: int, timeout_s: float = 300) -> list[str]:
             else:
                 os.environ[k] = v
         shutil.rmtree(root, ignore_errors=True)
+    rows = median([m[5] for m in measured])
     return [
-        "the schedule's run worker (daemon-launched, 1,000 events, CSV): the worker process; "
-        f"run start to success {median([m[2] for m in measured]):.2f} s",
-        f"{median([m[0] for m in measured]):.2f}",
-        f"{median([m[1] for m in measured]):.2f}",
-        "",
+        [
+            f"run worker, daemon-launched, 1,000 events (CSV, {keys:,} {partitioning} "
+            f"partitions): RUN_START to RUN_SUCCESS ({rows:.0f} event-log rows)",
+            f"{median([m[0] for m in measured]):.2f}",
+            f"{median([m[1] for m in measured]):.2f}",
+            "",
+        ],
+        [
+            "run worker, the whole worker process",
+            f"{median([m[2] for m in measured]):.2f}",
+            f"{median([m[3] for m in measured]):.2f}",
+            mib(median([m[4] for m in measured])),
+        ],
     ]
 
 
@@ -446,10 +607,23 @@ def main() -> None:
     parser.add_argument("--peers-python", help="a python with dlt (default: bench/.venv-peers)")
     parser.add_argument("--small-only", action="store_true", help="only the fixed costs")
     parser.add_argument("--no-worker", action="store_true", help="not the daemon's run worker")
+    parser.add_argument("--worker-only", action="store_true", help="only the daemon's run worker")
+    parser.add_argument(
+        "--worker-profile", type=Path, help="a folder: the run workers' cProfile dumps go there"
+    )
+    parser.add_argument(
+        "--worker-partitioning", default="hour", help="the run worker's flow: its partitioning"
+    )
+    parser.add_argument(
+        "--worker-start-date", default="2026-01-01", help="the run worker's flow: its first day"
+    )
+    parser.add_argument(
+        "--worker-py-spy", help="a py-spy binary: sample the workers with it instead"
+    )
     args = parser.parse_args()
     print(f"# load: {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} (1 and 5 min)", flush=True)
     contenders = args.contenders.split(",")
-    if not args.small_only:
+    if not (args.small_only or args.worker_only):
         dlt_python = peers_python(args.peers_python) if "dlt" in contenders else None
         for shape in args.shapes.split(","):
             db = ensure_store(args.events, shape=shape)
@@ -507,10 +681,18 @@ def main() -> None:
                 "polars CPU / its CPU",
             ]
             print(table(header, rows), flush=True)
-    print("\nfixed costs (median of 3):\n")
-    fixed = fixed_costs(3)
+    print(f"\nfixed costs (median of {args.runs}):\n")
+    fixed = [] if args.worker_only else fixed_costs(args.runs)
     if not args.no_worker:
-        fixed.append(run_worker(3))
+        fixed.extend(
+            run_worker(
+                args.runs,
+                profile=args.worker_profile,
+                py_spy=args.worker_py_spy,
+                partitioning=args.worker_partitioning,
+                start_date=args.worker_start_date,
+            )
+        )
     print(table(["run", "CPU s", "wall s", "peak RSS"], fixed))
     print(f"\n# load at the end: {os.getloadavg()[0]:.1f}")
 

@@ -173,7 +173,15 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=report_key(flow),
-        ins={"generation": dg.AssetIn(key=files_key(flow))},
+        # The last partition only, for Dagster's data versions: by default an unpartitioned
+        # asset depends on every partition of its input, and each run would list every key of
+        # the flow (Dagster's DataVersionCache: 0.3 s at 35k partitions, 1.3 s at 175k) only to
+        # count them. The input itself is the run's own delivered files (load_input).
+        ins={
+            "generation": dg.AssetIn(
+                key=files_key(flow), partition_mapping=dg.LastPartitionMapping()
+            )
+        },
         required_resource_keys={destination_key(flow), io_manager_key(flow)},
         group_name=flow.key_prefix,
         kinds={"report", dest_kind},

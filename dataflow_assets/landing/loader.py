@@ -21,6 +21,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import duckdb
 import pyarrow as pa
@@ -36,14 +37,16 @@ from dataflow_assets.landing.ledger import (
     record_unreadable,
 )
 from dataflow_assets.landing.local import LocalZone
-from dataflow_assets.landing.s3 import S3Zone
 from dataflow_assets.store.backend import Session
 from dataflow_assets.store.ingest import ingest_file, rejected_path_for
 from dataflow_assets.store.location import StoreLocation
 
+if TYPE_CHECKING:  # boto3 (~0.3 CPU-s) is imported only with an S3 landing zone
+    from dataflow_assets.landing.s3 import S3Zone
+
 log = logging.getLogger(__name__)
 
-Zone = LocalZone | S3Zone
+Zone: TypeAlias = "LocalZone | S3Zone"
 #: What a file that cannot be read at all raises while it is parsed (ingest's UnreadableFile and
 #: unknown extensions are ValueErrors; a bad gzip stream is an OSError, EOFError or zlib.error;
 #: isal's IsalError from the batch reader; a bad Parquet file an ArrowException; DuckDB's readers raise InvalidInputException).
@@ -61,7 +64,11 @@ UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def zone_for(config: LandingConfig) -> Zone:
-    return S3Zone(config) if config.is_s3 else LocalZone(config.url)
+    if config.is_s3:
+        from dataflow_assets.landing.s3 import S3Zone
+
+        return S3Zone(config)
+    return LocalZone(config.url)
 
 
 @dataclass
