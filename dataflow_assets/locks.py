@@ -81,6 +81,27 @@ def flow_file_lock(home: HasRoot | Path, flow: FlowSpec, suffix: str) -> Iterato
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def held_elsewhere(home: HasRoot | Path, flow: FlowSpec, suffix: str) -> bool:
+    """True when another process (of this host) holds ``flow``'s lock now (never waits)."""
+    path = lock_path(home, flow, suffix).resolve()
+    with _GUARD:
+        if _HELD.get(path):
+            return False  # this process holds it
+    try:
+        fh = open(path)  # noqa: SIM115 (closed below, whatever happens)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+    finally:
+        fh.close()
+
+
 def hold_for_run(home: HasRoot | Path, flow: FlowSpec, run_id: str, suffix: str = ".lock") -> None:
     """Take ``flow``'s lock for the Dagster run ``run_id`` until ``release_for_run`` (its report
     step) or the process's end: a live run's files step holds it while it writes, so a

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
-from dataflow_assets.locks import HasRoot, home_of
+from dataflow_assets.locks import HasRoot, held_elsewhere, home_of
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,12 @@ class PendingAttempt:
     host: str
     pid: int
 
-    def owner_alive(self) -> bool:
-        """True while the process that wrote it may still be writing (this host, pid alive)."""
+    def owner_alive(self, home: HasRoot | Path, flow: FlowSpec) -> bool:
+        """True while the process that wrote it may still be writing: this host, its pid
+        alive, and the flow's lock held by another process (a reused pid does not hold it)."""
+        return self._pid_alive() and held_elsewhere(home, flow, ".lock")
+
+    def _pid_alive(self) -> bool:
         if self.host != socket.gethostname():
             # The locks are per host: a DAGSTER_HOME shared with another host is not ours to
             # wait on (a retry there rewrites the same names; the report lock decides).

@@ -4,7 +4,8 @@ Called by the flow's schedule tick and by ``dataflow export --via-dagster``; the
 rules are ``live_plan.plan_live``'s, which ``dataflow export`` (``direct_export``) shares.
 Rules (DESIGN.md, SPEC 3, 6):
 - nothing is planned while a generation of the flow is queued or running, or while a
-  ``dataflow export`` of it on this host is writing (its pending-attempt file names a live pid);
+  ``dataflow export`` of it on this host is writing (its pending-attempt file names a live pid
+  that holds the flow's lock);
 - the flow's delivery record on its destination (``delivery_record``) says where the chain of
   live generations ends; Dagster's own view is only a hint to read it cheaply;
 - a generation whose run failed or was cancelled before it was reported, or whose
@@ -138,7 +139,7 @@ def plan_generation(
             f"generation run {in_flight[0].run_id} of {flow.name} is still queued or running"
         )
     pending = read_pending(instance, flow)
-    if pending is not None and pending.owner_alive():
+    if pending is not None and pending.owner_alive(instance, flow):
         return Skip(
             f"dataflow export (pid {pending.pid}) is writing generation {pending.generation.id} "
             f"of {flow.name}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -329,28 +330,51 @@ def test_the_next_schedule_tick_retries_a_killed_exports_pending_window(
 def test_a_planner_waits_for_a_running_export_and_drops_a_delivered_pending_window(
     deployment: Deployment,
 ) -> None:
-    """A pending attempt whose process is alive is an export in flight: the planner plans
-    nothing; once its window is delivered by another generation, the pending file goes."""
+    """A pending attempt whose process is alive and holds the flow's lock is an export in
+    flight: the planner plans nothing. A live pid without the lock (a reused pid) is not: the
+    window is retried. Once its window is delivered by another generation, the file goes."""
     d = deployment
     d.ingest(traffic(FIRST))
     flow = d.write_flow("crashy", partitioning="hour")
     store = open_store(d.db).store_id()
     at = dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
     planned = Generation(flow.name, "live", 0, FIRST, at, store=store)
-    with subprocess.Popen(["sleep", "60"]) as sleeper:
+    lock = d.home / "dataflow-locks" / f"{flow.key_prefix}.lock"
+    holder = (
+        "import fcntl, sys, time\n"
+        "fh = open(sys.argv[1], 'w'); fcntl.flock(fh, fcntl.LOCK_EX)\n"
+        "print('held', flush=True); time.sleep(60)\n"
+    )
+
+    def pending_of(pid: int) -> None:
+        write_pending(d.home, flow, planned, 1)
+        data = json.loads(pending_file(d.home, flow).read_text())
+        data["pid"] = pid
+        pending_file(d.home, flow).write_text(json.dumps(data))
+
+    with subprocess.Popen(["sleep", "60"]) as reused:
         try:
-            write_pending(d.home, flow, planned, 1)
-            data = json.loads(pending_file(d.home, flow).read_text())
-            data["pid"] = sleeper.pid
-            pending_file(d.home, flow).write_text(json.dumps(data))
+            pending_of(reused.pid)
+            with d.instance() as instance:
+                retry = plan_generation(instance, flow, d.db)
+            assert not isinstance(retry, Skip) and retry.generation == planned, retry
+        finally:
+            reused.kill()
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with subprocess.Popen(
+        [sys.executable, "-c", holder, str(lock)], stdout=subprocess.PIPE, text=True
+    ) as writer:
+        try:
+            assert writer.stdout is not None and writer.stdout.readline().strip() == "held"
+            pending_of(writer.pid)
             with d.instance() as instance:
                 decision = plan_generation(instance, flow, d.db)
             assert isinstance(decision, Skip), decision
-            assert f"dataflow export (pid {sleeper.pid}) is writing generation g0-{FIRST}" in (
+            assert f"dataflow export (pid {writer.pid}) is writing generation g0-{FIRST}" in (
                 decision.reason
             )
         finally:
-            sleeper.kill()
+            writer.kill()
     # Its process is gone, and another generation (planned later) delivered the window.
     export_until_idle(d, "crashy")
     assert read_pending(d.home, flow) is None
