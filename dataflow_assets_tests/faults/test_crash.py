@@ -194,8 +194,9 @@ def sftp_folder(fault_sshd: SshdServer, monkeypatch: pytest.MonkeyPatch) -> str:
     return folder
 
 
+@pytest.mark.parametrize("via", [("--via-dagster",), ()], ids=["dagster", "direct"])
 def test_kill_9_mid_upload_to_sftp_then_recovery(
-    deployment: Deployment, fault_sshd: SshdServer, sftp_folder: str
+    deployment: Deployment, fault_sshd: SshdServer, sftp_folder: str, via: tuple[str, ...]
 ) -> None:
     """On a real sshd: killed half-way through the 3rd upload (after 2 of ~8 files)."""
     d = deployment
@@ -206,17 +207,24 @@ def test_kill_9_mid_upload_to_sftp_then_recovery(
         max_rows_per_file=40,
         destination=fault_sshd.flow_destination(sftp_folder, password_env=PASSWORD_ENV),
     )
-    d.crash("files", 2, "export", "crashy", "--via-dagster", **{PASSWORD_ENV: fault_sshd.password})
+    d.crash("files", 2, "export", "crashy", *via, **{PASSWORD_ENV: fault_sshd.password})
     partial = [p for p in (fault_sshd.root_dir / sftp_folder).iterdir() if p.suffix == ".tmp"]
     assert len(partial) == 1  # the upload in flight when the process died
     assert not list((fault_sshd.root_dir / sftp_folder).glob("*_delivery.*"))
+    killed = None if via else pending_after_crash(d, "files")
     d.ingest(traffic(LATER, first=1001, payload=1000))
-    export_until_idle(d, "crashy", "--via-dagster")
-    result = check_recovered(d, fault_sshd.root_dir, flow, "files", {})
+    export_until_idle(d, "crashy", *via)
+    if killed is None:
+        result = check_recovered(d, fault_sshd.root_dir, flow, "files", {})
+    else:
+        result = assert_retried_as_itself(d, fault_sshd.root_dir, flow, killed)
     assert [Path(p).name for p in result.leftovers] == [partial[0].name]
 
 
-def test_kill_9_on_s3_then_recovery(deployment: Deployment, s3: MotoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", [("--via-dagster",), ()], ids=["dagster", "direct"])
+def test_kill_9_on_s3_then_recovery(
+    deployment: Deployment, s3: MotoServer, tmp_path: Path, via: tuple[str, ...]
+) -> None:
     """On S3 (moto): killed after 4 uploads, before the 5th."""
     stage, k = "files", 4
     d = deployment
@@ -229,11 +237,15 @@ def test_kill_9_on_s3_then_recovery(deployment: Deployment, s3: MotoServer, tmp_
         max_rows_per_file=25,
         destination=s3.flow_destination(bucket, folder="exports"),
     )
-    d.crash(stage, k, "export", "crashy", "--via-dagster")
+    d.crash(stage, k, "export", "crashy", *via)
+    killed = None if via else pending_after_crash(d, stage)
     d.ingest(traffic(LATER, first=1001))
-    export_until_idle(d, "crashy", "--via-dagster")
+    export_until_idle(d, "crashy", *via)
     root = s3.mirror(bucket, tmp_path / "mirror")
-    result = check_recovered(d, root, flow, stage, {})
+    if killed is None:
+        result = check_recovered(d, root, flow, stage, {})
+    else:
+        result = assert_retried_as_itself(d, root, flow, killed)
     assert result.leftovers == []  # an interrupted S3 upload leaves no object
 
 
