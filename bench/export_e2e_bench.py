@@ -17,8 +17,8 @@ wall, peak RSS), median of ``--runs``:
   ``csv``/``jsonl`` (gzip, dlt's default) or ``parquet``. It runs in ``bench/.venv-peers`` (not a
   project dependency), created on first use, or ``--peers-python``.
 
-Then the fixed costs of ``dataflow export``: a small generation (1,000 events) and the run
-with nothing to export.
+Then the fixed costs of ``dataflow export``: a small generation (1,000 events, without Dagster
+and ``--via-dagster``) and the run with nothing to export.
 
     uv run python bench/export_e2e_bench.py                       # 1M events, both shapes
     uv run python bench/export_e2e_bench.py --events 2000000 --shapes piano --runs 3
@@ -282,10 +282,11 @@ def run_dlt(db: Path, fmt: str, python: Path) -> Measured:
 
 
 def fixed_costs(runs: int) -> list[list[str]]:
-    """``dataflow export`` of a 1,000-event store (a small generation), then again (nothing
-    to export), ``runs`` times each on fresh destinations."""
+    """``dataflow export`` of a 1,000-event store (a small generation, without Dagster), then
+    again (nothing to export), and the small generation through Dagster (``--via-dagster``),
+    ``runs`` times each on fresh destinations, interleaved."""
     db = ensure_store(1000, name="small")
-    rows: dict[str, list[Measured]] = {"small": [], "nothing": []}
+    rows: dict[str, list[Measured]] = {"small": [], "nothing": [], "via": []}
     for _ in range(runs):
         root = fresh("e2e-small-")
         try:
@@ -295,9 +296,17 @@ def fixed_costs(runs: int) -> list[list[str]]:
             rows["nothing"].append(timed([str(DATAFLOW), "export", "bench"], env))
         finally:
             shutil.rmtree(root, ignore_errors=True)
+        root = fresh("e2e-small-via-")
+        try:
+            env = ours_env(root, db, "csv", root / "dest")
+            new_home(env)
+            rows["via"].append(timed([str(DATAFLOW), "export", "bench", "--via-dagster"], env))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
     labels = {
         "small": "`dataflow export`, small generation (1,000 events, CSV)",
         "nothing": "`dataflow export`, nothing to export",
+        "via": "`dataflow export --via-dagster`, small generation (1,000 events, CSV)",
     }
     return [
         [

@@ -36,6 +36,7 @@ from dataflow_assets.generation import DeliveredFile, Generation, GenerationResu
 from dataflow_assets.io_managers import StagedGeneration, io_manager_key
 from dataflow_assets.io_managers.base import MAX_LISTED_FILES
 from dataflow_assets.landing.events_asset import EVENTS
+from dataflow_assets.locks import hold_for_run, release_for_run
 from dataflow_assets.partitions import partitions_def
 from dataflow_assets.planner import generation_from_tags
 from dataflow_assets.regenerate import RegenerationError, refuse_incomplete
@@ -146,8 +147,16 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
         run_tags = dict(context.run.tags)
         live = tags.GENERATION in run_tags
         if live:
-            generation = generation_from_tags(flow, run_tags, open_store(store.path).store_id())
-            state = _live_state(context, flow, generation)
+            # This host's `dataflow export` of the flow waits while this run checks and writes
+            # its window (released by the report step, a failed check, or the run's process).
+            hold_for_run(context.instance, flow, context.run.run_id)
+            try:
+                store_id = open_store(store.path).store_id()
+                generation = generation_from_tags(flow, run_tags, store_id)
+                state = _live_state(context, flow, generation)
+            except BaseException:
+                release_for_run(context.run.run_id)
+                raise
             if state is not LiveState.NEW:
                 # Planned before another run delivered this window (a schedule tick racing
                 # `dataflow export`), or a re-execution of an old run: writing it again would
@@ -191,7 +200,10 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
     def delivery_report(
         context: dg.AssetExecutionContext, generation: GenerationResult
     ) -> dg.MaterializeResult:
-        result = report(context, generation)
+        try:
+            result = report(context, generation)
+        finally:
+            release_for_run(context.run.run_id)
         # The report is written (or was not needed): the run's staging folder goes.
         getattr(context.resources, io_manager_key(flow)).release(context.run.run_id)
         return result

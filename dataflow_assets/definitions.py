@@ -15,6 +15,7 @@ from dataflow_assets.alerts.config import AlertConfigError, load_alert_config
 from dataflow_assets.alerts.sensors import alert_sensors
 from dataflow_assets.assets import flow_assets
 from dataflow_assets.checks import flow_checks
+from dataflow_assets.delivery_mirror import delivery_mirror_sensor
 from dataflow_assets.flow import FlowError, FlowSet, FlowSpec, load_flows
 from dataflow_assets.landing.config import LandingSetup
 from dataflow_assets.landing.events_asset import events_asset, landing_job
@@ -91,6 +92,8 @@ def build_definitions(
         sensors=[
             *landing_sensors(landing, db if db is not None else default_location()),
             *alert_sensors(built, default_on=alerts_wanted()),
+            # `dataflow export`'s generations (no Dagster run) recorded in the instance.
+            *([delivery_mirror_sensor(built)] if built else []),
         ],
         resources=default_resources(db, built),
         executor=dg.in_process_executor,

@@ -293,6 +293,27 @@ def read_record(
     return record
 
 
+def reports_since(
+    flow: FlowSpec, destination: Destination, since: str | None, now: dt.datetime | None = None
+) -> list[LiveReport]:
+    """The flow's live reports from report ``since`` on (inclusive), by stamp: names of its
+    month onwards only, unlike ``read_record`` never bounded by a newer hint; every report
+    when ``since`` is None or not on the destination (the delivery mirror's read)."""
+    prefix = layout.reports_prefix(destination.layout, flow.folder, flow.name)
+    match = STAMP.search(since) if since else None
+    names: list[str] | None = None
+    if match is not None:
+        months = _months(match.group(1), (now or dt.datetime.now(dt.UTC)) + dt.timedelta(days=1))
+        if months is not None:
+            listed = _report_names(destination, prefix, months)
+            if since in listed:
+                names = [n for n in listed if STAMP.search(n).group(1) >= match.group(1)]  # type: ignore[union-attr]
+    if names is None:
+        names = _report_names(destination, prefix, None)
+    reports = [r for name in names if (r := _read_manifest(flow, destination, name))]
+    return sorted(reports, key=lambda r: (r.stamp, r.path))
+
+
 def dagster_hint(instance: dg.DagsterInstance, flow: FlowSpec) -> str | None:
     """The report path of the flow's newest ``delivery_report`` materialization, if any."""
     from dataflow_assets.run_state import report_key

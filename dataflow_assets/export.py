@@ -1,4 +1,5 @@
-"""``dataflow export``: plan and run one live generation of a flow now, in this process.
+"""``dataflow export --via-dagster``: plan and run one live generation of a flow now, as an
+in-process Dagster run (plain ``dataflow export`` runs it without Dagster: ``direct_export``).
 
 The run is recorded in the Dagster instance (``DAGSTER_HOME``) like the UI's runs. A per-flow
 file lock keeps two ``dataflow export`` processes from planning the same window; the planner
@@ -17,7 +18,7 @@ from dataflow_assets.delivery_record import RecordError, delivered
 from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import GenerationResult
-from dataflow_assets.locks import flow_file_lock
+from dataflow_assets.locks import flow_file_lock, release_for_run
 from dataflow_assets.planner import Plan, Skip, plan_generation
 from dataflow_assets.run_state import files_key, process_tags
 from dataflow_assets.schedules import job_name
@@ -59,6 +60,7 @@ def run_plan(
         run_config=QUIET,
         raise_on_error=False,
     )
+    release_for_run(run.run_id)  # a run that failed before its report step still holds it
     outcome = ExportOutcome(flow.name, plan, success=run.success, run_id=run.run_id)
     if run.success:
         outcome.result = delivered_result(run, defs, flow)

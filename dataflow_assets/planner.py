@@ -1,11 +1,16 @@
 """The generation planner: what the next live generation of a flow exports, if anything.
 
-Called by the flow's schedule tick and by ``dataflow export``. Rules (DESIGN.md, SPEC 3, 6):
-- nothing is planned while a generation of the flow is queued or running;
+Called by the flow's schedule tick and by ``dataflow export --via-dagster``; the record-based
+rules are ``live_plan.plan_live``'s, which ``dataflow export`` (``direct_export``) shares.
+Rules (DESIGN.md, SPEC 3, 6):
+- nothing is planned while a generation of the flow is queued or running, or while a
+  ``dataflow export`` of it on this host is writing (its pending-attempt file names a live pid
+  that holds the flow's lock);
 - the flow's delivery record on its destination (``delivery_record``) says where the chain of
   live generations ends; Dagster's own view is only a hint to read it cheaply;
-- a generation whose run failed or was cancelled before it was reported is retried as the
-  same window, with the same planned-at time, so it rewrites the same names and reports once;
+- a generation whose run failed or was cancelled before it was reported, or whose
+  ``dataflow export`` died before its report (``pending_attempt``), is retried as the same
+  window, with the same planned-at time, so it rewrites the same names and reports once;
 - otherwise the window is ``(end of the destination's chain, store's max sequence]``, fixed now;
 - a destination whose last report was read from another event store is refused;
 - a window with no event passing the flow's filters is skipped: nothing is written.
@@ -25,6 +30,7 @@ from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
+from dataflow_assets.live_plan import Skip, plan_live
 from dataflow_assets.partitions import (
     has_partitions,
     partition_key,
@@ -32,10 +38,10 @@ from dataflow_assets.partitions import (
     partitions_back,
     partitions_def,
 )
+from dataflow_assets.pending_attempt import clear_pending, read_pending
 from dataflow_assets.run_state import FAILED, attempts_of, last_generation_run, runs_in_flight
 from dataflow_assets.store.backend import open_store
 from dataflow_assets.store.location import StoreLocation
-from dataflow_assets.store.window import count_window
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +76,6 @@ class Plan:
             tags.RANGE_END: self.range_end,
             **({tags.ADOPT: "1"} if self.adopt else {}),
         }
-
-
-@dataclass(frozen=True)
-class Skip:
-    reason: str
 
 
 def generation_from_tags(flow: FlowSpec, run_tags: dict[str, str], store: str = "") -> Generation:
@@ -128,13 +129,20 @@ def plan_generation(
     ``ForeignStoreError``). Raises ``RecordError`` and ``DestinationError`` when the destination's
     record cannot be read: nothing is planned blind.
     """
-    if not has_partitions(flow.start_date, now or dt.datetime.now(dt.UTC)):
+    now = now or dt.datetime.now(dt.UTC)
+    if not has_partitions(flow.start_date, now):
         # Events ahead of our clock may already be in the flow: they wait for its partitions.
         return Skip(f"{flow.name} starts on {flow.start_date}: it has no partition yet")
     in_flight = runs_in_flight(instance, flow)
     if in_flight:
         return Skip(
             f"generation run {in_flight[0].run_id} of {flow.name} is still queued or running"
+        )
+    pending = read_pending(instance, flow)
+    if pending is not None and pending.owner_alive(instance, flow):
+        return Skip(
+            f"dataflow export (pid {pending.pid}) is writing generation {pending.generation.id} "
+            f"of {flow.name}"
         )
     store = open_store(db).store_id()
     hint = dagster_hint(instance, flow)
@@ -147,34 +155,36 @@ def plan_generation(
         log.warning("flow %s: planning from Dagster's view: %s", flow.name, exc)
         record = dagster_view(instance, flow)
     record.check_store(store, adopt=adopt)
+    retries: list[Generation] = []
+    failed: Generation | None = None
     last = last_generation_run(instance, flow)
     if last is not None and last.status in FAILED:
-        retry = generation_from_tags(flow, dict(last.tags), store)
-        state = record.state_of(retry)
-        reported = record.find(retry)
-        # REPORTED but not in Dagster's view (killed after its report): the retry writes
+        failed = generation_from_tags(flow, dict(last.tags), store)
+        retries.append(failed)
+    if pending is not None:
+        # A `dataflow export` killed or failed before its report (its process is gone).
+        if pending.generation.store == store and record.state_of(pending.generation) is (
+            LiveState.NEW
+        ):
+            retries.append(pending.generation)
+        elif record.destination != "dagster":  # not Dagster's view: the destination said so
+            # Reported, or another generation delivered its window: nothing to retry.
+            clear_pending(instance, flow, pending.generation)
+
+    def reported_unrecorded(generation: Generation) -> bool:
+        # REPORTED but not in Dagster's view (a run killed after its report): the retry writes
         # nothing and records it, so the UI shows what the destination holds.
-        if state is LiveState.NEW or (reported is not None and reported.path != hint):
-            rows, first, last_hit = count_window(db, retry.query(flow))
-            if rows and first is not None and last_hit is not None:
-                start, end = partition_range(flow, first, last_hit)
-                attempt = attempts_of(instance, flow, last.tags[tags.GENERATION]) + 1
-                plan = Plan(retry, start, end, rows, attempt)
-                return plan.adopting() if adopt else plan
-        # Nothing of that window passes the flow's filters any more, or another run delivered
-        # it: plan afresh from the destination's record.
-    top = open_store(db).max_seq()
-    window = record.next_window(top)
-    if window is None:
-        return Skip(f"no new events for {flow.name} since sequence {record.watermark}")
-    planned_at = record.next_planned_at(now or dt.datetime.now(dt.UTC))
-    generation = Generation(flow.name, "live", window[0], window[1], planned_at, store=store)
-    rows, first, last_hit = count_window(db, generation.query(flow))
-    if rows == 0 or first is None or last_hit is None:
-        return Skip(
-            f"no new events for {flow.name} pass its filters in ({generation.from_seq}, "
-            f"{generation.to_seq}]"
-        )
-    start, end = partition_range(flow, first, last_hit)
-    plan = Plan(generation, start, end, rows, 1)
+        reported = record.find(generation)
+        return generation == failed and reported is not None and reported.path != hint
+
+    decision = plan_live(flow, db, record, store, now, retries, reported_unrecorded)
+    if isinstance(decision, Skip):
+        return decision
+    generation = decision.generation
+    start, end = partition_range(flow, decision.first, decision.last)
+    attempt = 1
+    if decision.retried:
+        value = tags.generation_value(generation.from_seq, generation.to_seq, generation.planned_at)
+        attempt = attempts_of(instance, flow, value) + 1
+    plan = Plan(generation, start, end, decision.rows, attempt)
     return plan.adopting() if adopt else plan

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from dataflow_assets import delivery_record
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.delivery_record import delivered, record_of
+from dataflow_assets.direct_export import export_direct
 from dataflow_assets.export import run_plan
 from dataflow_assets.flow import FlowSet, FlowSpec
 from dataflow_assets.planner import Plan, plan_generation
@@ -271,7 +272,9 @@ def test_the_record_reads_only_what_is_newer_than_its_hint(harness: Harness) -> 
 # ------------------------------------------------------------ random interleavings
 
 STEPS = st.lists(
-    st.sampled_from(["ingest", "export", "delete_run", "wipe", "restore", "new_home", "replay"]),
+    st.sampled_from(
+        ["ingest", "export", "cli_export", "delete_run", "wipe", "restore", "new_home", "replay"]
+    ),
     min_size=3,
     max_size=7,
 )
@@ -299,6 +302,8 @@ def test_every_event_in_exactly_one_reported_file_whatever_the_interleaving(
                 backup = root / f"backup-{i}"
                 shutil.copytree(h.instance.root_directory, backup)
                 backups.append(backup)
+            elif step == "cli_export":  # `dataflow export`: no Dagster run, no materialization
+                export_direct(Path(h.instance.root_directory), flow, h.db)
             elif step == "replay":
                 run = last_generation_run(h.instance, flow)
                 if run is not None:  # "Re-execute" of the last generation run from the UI

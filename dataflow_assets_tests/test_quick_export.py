@@ -1,6 +1,6 @@
-"""``dataflow export`` decides "nothing to export" from the destination and the store alone,
-without importing Dagster, and hands everything else to Dagster's planner; a failed run prints
-our line and where its details are, never Dagster's traceback."""
+"""``dataflow export`` decides "nothing to export" from the destination and the store alone, and
+runs a generation, without importing Dagster (``--via-dagster`` hands it to Dagster's planner); a
+failed generation prints our line and what happens next, never a traceback."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from dataflow_assets import tags
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSet, load_flows
+from dataflow_assets.locks import hold_for_run, release_for_run
 from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import job_name
 from dataflow_assets_tests.support import T0, event, reported_files, write_ndjson
@@ -79,7 +81,6 @@ def test_nothing_to_export_is_decided_without_dagster(tmp_path: Path) -> None:
     first = cli.run("export", "f")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "f: generation g0-5 delivered" in first.stdout
-    assert "DAGSTER IMPORTED" in first.stdout  # a generation runs through Dagster
     delivered = reported_files(dest)
 
     again = cli.run("export", "f")
@@ -95,12 +96,22 @@ def test_nothing_to_export_is_decided_without_dagster(tmp_path: Path) -> None:
     assert "NO DAGSTER" in filtered.stdout
     assert reported_files(dest) == delivered
 
-    # An event that passes: planned and run by Dagster, the window from the record's end.
+    # An event that passes: planned and written without Dagster, the window from the record's
+    # end.
     cli.ingest([event(9, T0)])
     third = cli.run("export", "f")
     assert third.returncode == 0, third.stdout + third.stderr
     assert "f: generation g5-9 delivered" in third.stdout
+    assert "NO DAGSTER" in third.stdout
     assert len(reported_files(dest)) == len(delivered) + 1
+
+    # Through Dagster on request: the same chain goes on.
+    cli.ingest([event(10, T0)])
+    fourth = cli.run("export", "f", "--via-dagster")
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr
+    assert "f: generation g9-10 delivered" in fourth.stdout and "run " in fourth.stdout
+    assert "DAGSTER IMPORTED" in fourth.stdout
+    assert len(reported_files(dest)) == len(delivered) + 2
 
 
 def test_the_record_not_dagster_says_what_was_delivered(tmp_path: Path) -> None:
@@ -117,7 +128,7 @@ def test_the_record_not_dagster_says_what_was_delivered(tmp_path: Path) -> None:
     assert "NO DAGSTER" in again.stdout
 
 
-def test_new_events_go_to_the_planner_which_refuses_while_a_run_is_in_flight(
+def test_via_dagster_new_events_go_to_the_planner_which_refuses_while_a_run_is_in_flight(
     tmp_path: Path,
 ) -> None:
     dest = tmp_path / "dest"
@@ -136,7 +147,7 @@ def test_new_events_go_to_the_planner_which_refuses_while_a_run_is_in_flight(
             tags={tags.FLOW: "f", **process_tags()},
             status=dg.DagsterRunStatus.STARTED,
         )
-        refused = cli.run("export", "f")
+        refused = cli.run("export", "f", "--via-dagster")
         assert refused.returncode == 0, refused.stdout + refused.stderr
         assert f"generation run {run.run_id} of f is still queued or running" in refused.stdout
         assert not reported_files(dest)
@@ -144,19 +155,52 @@ def test_new_events_go_to_the_planner_which_refuses_while_a_run_is_in_flight(
     finally:
         instance.dispose()
         os.environ.pop("DAGSTER_HOME", None)
-    done = cli.run("export", "f")
+    done = cli.run("export", "f", "--via-dagster")
     assert "f: generation g0-1 delivered" in done.stdout, done.stdout + done.stderr
 
 
-def test_a_failed_run_prints_our_line_and_where_the_details_are(tmp_path: Path) -> None:
+@pytest.mark.parametrize("via_dagster", [False, True])
+def test_a_failed_generation_prints_our_line_and_what_happens_next(
+    tmp_path: Path, via_dagster: bool
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the destination's folder should be")
     cli = Cli(tmp_path, flow_yaml(blocker))
     cli.ingest([event(1, T0)])
-    failed = cli.run("export", "f")
+    failed = cli.run("export", "f", *(["--via-dagster"] if via_dagster else []))
     assert failed.returncode == 1
     lines = [line for line in failed.stdout.splitlines() if line.startswith("f: ")]
     assert len(lines) == 1 and lines[0].startswith("f: FAILED"), failed.stdout
-    assert "details: dagster's event log of run" in failed.stdout
+    if via_dagster:
+        assert "details: dagster's event log of run" in failed.stdout
+    else:
+        assert "(generation g0-1, attempt 1)" in lines[0], failed.stdout
+        assert "nothing was reported; the next export retries window (0, 1]" in failed.stdout
     for noise in ("Traceback", "Stack Trace", "STEP_FAILURE", "dagster - ERROR"):
         assert noise not in failed.stderr, failed.stderr
+
+
+def test_an_export_waits_while_a_live_runs_files_step_holds_the_flow(tmp_path: Path) -> None:
+    """A live run's files step holds the flow's lock (``hold_for_run``) from its check of the
+    window to its report step: ``dataflow export`` on this host plans only after it."""
+    dest = tmp_path / "dest"
+    cli = Cli(tmp_path, flow_yaml(dest))
+    cli.ingest([event(k, T0) for k in range(1, 4)])
+    flow = load_flows(Path(cli.env["DATAFLOW_FLOWS_DIR"])).flows[0]
+    home = Path(cli.env["DAGSTER_HOME"])
+    hold_for_run(home, flow, "a-run")
+    try:
+        waiting = subprocess.Popen(
+            [sys.executable, "-c", PROBE, "export", "f"],
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=8)  # start-up takes < 2 s; it waits for the lock
+        assert not reported_files(dest)
+    finally:
+        release_for_run("a-run")
+    out, _ = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0 and "f: generation g0-3 delivered" in out, out

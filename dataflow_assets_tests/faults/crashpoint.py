@@ -13,8 +13,9 @@ killer: no handler, no cleanup, no flush):
 - ``files_done``: every data file written, before the manifest;
 - ``manifest``: the manifest written, before the report;
 - ``report``: the report written, before Dagster records the delivery report's materialization
-  (which commits the watermark);
-- ``success``: the materialization recorded, before Dagster records the run's success.
+  (``dataflow export`` without Dagster: before it removes its pending-attempt file);
+- ``success``: the materialization recorded, before Dagster records the run's success
+  (``--via-dagster`` only).
 
 If the point is never reached, the command's own exit code is returned (the test then fails on
 it: it expects -9).
@@ -40,21 +41,26 @@ def die() -> None:
 
 
 def _wrap_destinations(put_file: Any = None, put_bytes: Any = None) -> None:
-    """Wrap the methods of every destination the assets build (any destination type):
-    ``put_file(destination, method)`` returns the replacement method."""
+    """Wrap the methods of every destination the assets and ``dataflow export`` build (any
+    destination type): ``put_file(destination, method)`` returns the replacement method."""
+    from dataflow_assets import quick_export
     from dataflow_assets.destinations.resources import DestinationResource
 
-    build = DestinationResource.destination
-
-    def destination_for(self: DestinationResource) -> Any:
-        destination: Any = build(self)
+    def wrapped(destination: Any) -> Any:
         if put_file is not None:
             destination.put_file = put_file(destination, destination.put_file)
         if put_bytes is not None:
             destination.put_bytes = put_bytes(destination, destination.put_bytes)
         return destination
 
+    build = DestinationResource.destination
+    plain = quick_export.plain_destination
+
+    def destination_for(self: DestinationResource) -> Any:
+        return wrapped(build(self))
+
     DestinationResource.destination = destination_for  # type: ignore[method-assign]
+    quick_export.plain_destination = lambda flow: wrapped(plain(flow))  # direct_export's
 
 
 def install(stage: str, k: int) -> None:
@@ -101,11 +107,13 @@ def install(stage: str, k: int) -> None:
         _wrap_destinations(put_file=counted)
     elif stage == "files_done":
         import dataflow_assets.assets as assets
+        import dataflow_assets.direct_export as direct_export
 
         def publish_dies(*args: Any, **kwargs: Any) -> Any:
             die()
 
         assets.publish = publish_dies
+        direct_export.publish = publish_dies
     elif stage == "manifest":
 
         def dying(destination: Any, put_bytes: Any) -> Any:
@@ -119,6 +127,7 @@ def install(stage: str, k: int) -> None:
         _wrap_destinations(put_bytes=dying)
     elif stage == "report":
         import dataflow_assets.assets as assets
+        import dataflow_assets.direct_export as direct_export
 
         publish = assets.publish
 
@@ -127,6 +136,7 @@ def install(stage: str, k: int) -> None:
             die()
 
         assets.publish = publish_then_die
+        direct_export.publish = publish_then_die
     elif stage == "success":
         import dagster as dg
 

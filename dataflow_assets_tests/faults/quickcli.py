@@ -14,18 +14,23 @@ TIMEOUT = 10.0
 
 
 def install() -> None:
+    from dataflow_assets import quick_export
     from dataflow_assets.destinations.resources import DestinationResource
 
-    build = DestinationResource.destination
-
-    def destination_for(self: DestinationResource) -> Any:
-        destination: Any = build(self)
+    def fast(destination: Any) -> Any:
         destination.retry = FAST
         if hasattr(destination, "timeout"):
             destination.timeout = TIMEOUT
         return destination
 
+    build = DestinationResource.destination
+    plain = quick_export.plain_destination
+
+    def destination_for(self: DestinationResource) -> Any:
+        return fast(build(self))
+
     DestinationResource.destination = destination_for  # type: ignore[method-assign]
+    quick_export.plain_destination = lambda flow: fast(plain(flow))  # direct_export's
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ and retries the same window under the same names.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,12 +21,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dataflow_assets import tags
+from dataflow_assets import layout, tags
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSpec, load_flows
+from dataflow_assets.generation import Generation
+from dataflow_assets.pending_attempt import pending_file, read_pending, write_pending
+from dataflow_assets.planner import Skip, plan_generation
 from dataflow_assets.resources import EventStore
 from dataflow_assets.run_state import process_tags
 from dataflow_assets.schedules import job_name
+from dataflow_assets.store.backend import open_store
 from dataflow_assets.store.schema import connect
 from dataflow_assets_tests.faults.checks import Audit, audit, flow_dir
 from dataflow_assets_tests.faults.deployment import Deployment
@@ -45,11 +53,11 @@ STAGES = [
 ]
 
 
-def export_until_idle(d: Deployment, flow: str) -> list[str]:
-    """``dataflow export FLOW`` until it has nothing new; every call must succeed."""
+def export_until_idle(d: Deployment, flow: str, *flags: str) -> list[str]:
+    """``dataflow export FLOW [FLAGS]`` until it has nothing new; every call must succeed."""
     outputs = []
     for _ in range(4):
-        result = d.cli("export", flow)
+        result = d.cli("export", flow, *flags)
         assert result.code == 0, result.text
         outputs.append(result.out)
         if "nothing to export" in result.out:
@@ -83,13 +91,13 @@ def check_recovered(
 
 
 @pytest.mark.parametrize(("stage", "k", "fmt"), STAGES)
-def test_kill_9_at_every_stage_then_dataflow_export_recovers(
+def test_kill_9_at_every_stage_of_a_dagster_run_then_dataflow_export_recovers(
     deployment: Deployment, stage: str, k: int, fmt: str
 ) -> None:
     d = deployment
     d.ingest(traffic(FIRST))
     flow = d.write_flow("crashy", format=fmt, partitioning="quarter_hour", max_rows_per_file=25)
-    d.crash(stage, k, "export", "crashy")
+    d.crash(stage, k, "export", "crashy", "--via-dagster")
 
     reported = audit_after_crash(d.out, flow, stage)
     before = snapshot(d.out, reported)
@@ -98,7 +106,7 @@ def test_kill_9_at_every_stage_then_dataflow_export_recovers(
     started = time.monotonic()
     d.ingest(traffic(LATER, first=1001))
     assert time.monotonic() - started < 5
-    export_until_idle(d, "crashy")
+    export_until_idle(d, "crashy", "--via-dagster")
 
     result = check_recovered(d, d.out, flow, stage, before)
     if stage == "files":
@@ -155,7 +163,7 @@ def test_the_next_schedule_tick_recovers_a_killed_generation(deployment: Deploym
     d = deployment
     d.ingest(traffic(FIRST))
     flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
-    d.crash("files", 5, "export", "crashy")
+    d.crash("files", 5, "export", "crashy", "--via-dagster")
     d.ingest(traffic(LATER, first=1001))
     defs = build_definitions(load_flows(), d.db)
     schedule = defs.resolve_schedule_def("crashy_schedule")
@@ -186,8 +194,9 @@ def sftp_folder(fault_sshd: SshdServer, monkeypatch: pytest.MonkeyPatch) -> str:
     return folder
 
 
+@pytest.mark.parametrize("via", [("--via-dagster",), ()], ids=["dagster", "direct"])
 def test_kill_9_mid_upload_to_sftp_then_recovery(
-    deployment: Deployment, fault_sshd: SshdServer, sftp_folder: str
+    deployment: Deployment, fault_sshd: SshdServer, sftp_folder: str, via: tuple[str, ...]
 ) -> None:
     """On a real sshd: killed half-way through the 3rd upload (after 2 of ~8 files)."""
     d = deployment
@@ -198,17 +207,24 @@ def test_kill_9_mid_upload_to_sftp_then_recovery(
         max_rows_per_file=40,
         destination=fault_sshd.flow_destination(sftp_folder, password_env=PASSWORD_ENV),
     )
-    d.crash("files", 2, "export", "crashy", **{PASSWORD_ENV: fault_sshd.password})
+    d.crash("files", 2, "export", "crashy", *via, **{PASSWORD_ENV: fault_sshd.password})
     partial = [p for p in (fault_sshd.root_dir / sftp_folder).iterdir() if p.suffix == ".tmp"]
     assert len(partial) == 1  # the upload in flight when the process died
     assert not list((fault_sshd.root_dir / sftp_folder).glob("*_delivery.*"))
+    killed = None if via else pending_after_crash(d, "files")
     d.ingest(traffic(LATER, first=1001, payload=1000))
-    export_until_idle(d, "crashy")
-    result = check_recovered(d, fault_sshd.root_dir, flow, "files", {})
+    export_until_idle(d, "crashy", *via)
+    if killed is None:
+        result = check_recovered(d, fault_sshd.root_dir, flow, "files", {})
+    else:
+        result = assert_retried_as_itself(d, fault_sshd.root_dir, flow, killed)
     assert [Path(p).name for p in result.leftovers] == [partial[0].name]
 
 
-def test_kill_9_on_s3_then_recovery(deployment: Deployment, s3: MotoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", [("--via-dagster",), ()], ids=["dagster", "direct"])
+def test_kill_9_on_s3_then_recovery(
+    deployment: Deployment, s3: MotoServer, tmp_path: Path, via: tuple[str, ...]
+) -> None:
     """On S3 (moto): killed after 4 uploads, before the 5th."""
     stage, k = "files", 4
     d = deployment
@@ -221,9 +237,162 @@ def test_kill_9_on_s3_then_recovery(deployment: Deployment, s3: MotoServer, tmp_
         max_rows_per_file=25,
         destination=s3.flow_destination(bucket, folder="exports"),
     )
-    d.crash(stage, k, "export", "crashy")
+    d.crash(stage, k, "export", "crashy", *via)
+    killed = None if via else pending_after_crash(d, stage)
     d.ingest(traffic(LATER, first=1001))
-    export_until_idle(d, "crashy")
+    export_until_idle(d, "crashy", *via)
     root = s3.mirror(bucket, tmp_path / "mirror")
-    result = check_recovered(d, root, flow, stage, {})
+    if killed is None:
+        result = check_recovered(d, root, flow, stage, {})
+    else:
+        result = assert_retried_as_itself(d, root, flow, killed)
     assert result.leftovers == []  # an interrupted S3 upload leaves no object
+
+
+# -- `dataflow export` without Dagster: the pending-attempt file -------------------------------
+
+DIRECT_STAGES = [s for s in STAGES if s[0] != "success"]  # "success" is a Dagster run's step
+
+
+def pending_after_crash(d: Deployment, stage: str) -> Generation:
+    """The killed export's pending attempt (written before its first file)."""
+    flow = load_flows().by_name("crashy")
+    pending = read_pending(d.home, flow)
+    assert pending is not None, f"no pending attempt after a crash at {stage}"
+    assert pending.attempt == 1 and pending.generation.from_seq == 0
+    return pending.generation
+
+
+def assert_retried_as_itself(
+    d: Deployment, root: Path, flow: FlowSpec, killed: Generation
+) -> Audit:
+    result = audit(root, flow, d.events)
+    assert result.windows == [(0, FIRST), (FIRST, FIRST + LATER)], result.windows
+    first = sorted(flow_dir(root, flow).glob("*_delivery.report"))[0]
+    # Same window, same planned-at: the report's name is the killed attempt's.
+    assert first.name.split("_delivery")[0].endswith(layout.stamp(killed.planned_at)), first
+    assert read_pending(d.home, flow) is None  # removed after the report
+    return result
+
+
+@pytest.mark.parametrize(("stage", "k", "fmt"), DIRECT_STAGES)
+def test_kill_9_of_dataflow_export_then_the_next_export_rewrites_the_same_names(
+    deployment: Deployment, stage: str, k: int, fmt: str
+) -> None:
+    """Without Dagster: the next ``dataflow export`` retries the killed attempt's window under
+    the same names (the first attempt's files are overwritten, never left beside new ones) and
+    reports it once."""
+    d = deployment
+    d.ingest(traffic(FIRST))
+    flow = d.write_flow("crashy", format=fmt, partitioning="quarter_hour", max_rows_per_file=25)
+    d.crash(stage, k, "export", "crashy")
+    killed = pending_after_crash(d, stage)
+    reported = audit_after_crash(d.out, flow, stage)
+    before = snapshot(d.out, reported)
+    d.ingest(traffic(LATER, first=1001))
+    outputs = export_until_idle(d, "crashy")
+    if stage != "report":
+        assert "attempt 2)" in outputs[0], outputs
+    assert not d.generation_runs("crashy")  # no Dagster run was made
+    result = assert_retried_as_itself(d, d.out, flow, killed)
+    assert snapshot(d.out, list(before)) == before
+    if stage == "files":
+        assert len(result.leftovers) == 1 and result.leftovers[0].endswith(".tmp")
+    else:
+        assert result.leftovers == []
+    assert not list(d.staging.glob("dataflow-crashy-*/*"))
+
+
+def test_the_next_schedule_tick_retries_a_killed_exports_pending_window(
+    deployment: Deployment,
+) -> None:
+    """The schedule's planner, not ``dataflow export``, finds the pending attempt of a killed
+    export and runs its window as itself through Dagster."""
+    d = deployment
+    d.ingest(traffic(FIRST))
+    flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
+    d.crash("files", 5, "export", "crashy")
+    killed = pending_after_crash(d, "files")
+    d.ingest(traffic(LATER, first=1001))
+    defs = build_definitions(load_flows(), d.db)
+    schedule = defs.resolve_schedule_def("crashy_schedule")
+    job = defs.resolve_job_def(job_name(flow))
+    requests = []
+    with d.instance() as instance:
+        for _ in range(4):
+            with dg.build_schedule_context(
+                instance=instance, resources={"store": EventStore(db_path=str(d.db))}
+            ) as context:
+                tick = schedule.evaluate_tick(context)
+            if not tick.run_requests:
+                break
+            request = tick.run_requests[0]
+            requests.append(request)
+            run = job.execute_in_process(
+                instance=instance, tags={**request.tags, **process_tags()}, raise_on_error=False
+            )
+            assert run.success
+    assert requests[0].tags[tags.GENERATION] == tags.generation_value(
+        killed.from_seq, killed.to_seq, killed.planned_at
+    )
+    result = assert_retried_as_itself(d, d.out, flow, killed)
+    assert len(result.leftovers) == 1 and result.leftovers[0].endswith(".tmp")
+
+
+def test_a_planner_waits_for_a_running_export_and_drops_a_delivered_pending_window(
+    deployment: Deployment,
+) -> None:
+    """A pending attempt whose process is alive and holds the flow's lock is an export in
+    flight: the planner plans nothing. A live pid without the lock (a reused pid) is not: the
+    window is retried. Once its window is delivered by another generation, the file goes."""
+    d = deployment
+    d.ingest(traffic(FIRST))
+    flow = d.write_flow("crashy", partitioning="hour")
+    store = open_store(d.db).store_id()
+    at = dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
+    planned = Generation(flow.name, "live", 0, FIRST, at, store=store)
+    lock = d.home / "dataflow-locks" / f"{flow.key_prefix}.lock"
+    holder = (
+        "import fcntl, sys, time\n"
+        "fh = open(sys.argv[1], 'w'); fcntl.flock(fh, fcntl.LOCK_EX)\n"
+        "print('held', flush=True); time.sleep(60)\n"
+    )
+
+    def pending_of(pid: int) -> None:
+        write_pending(d.home, flow, planned, 1)
+        data = json.loads(pending_file(d.home, flow).read_text())
+        data["pid"] = pid
+        pending_file(d.home, flow).write_text(json.dumps(data))
+
+    with subprocess.Popen(["sleep", "60"]) as reused:
+        try:
+            pending_of(reused.pid)
+            with d.instance() as instance:
+                retry = plan_generation(instance, flow, d.db)
+            assert not isinstance(retry, Skip) and retry.generation == planned, retry
+        finally:
+            reused.kill()
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with subprocess.Popen(
+        [sys.executable, "-c", holder, str(lock)], stdout=subprocess.PIPE, text=True
+    ) as writer:
+        try:
+            assert writer.stdout is not None and writer.stdout.readline().strip() == "held"
+            pending_of(writer.pid)
+            with d.instance() as instance:
+                decision = plan_generation(instance, flow, d.db)
+            assert isinstance(decision, Skip), decision
+            assert f"dataflow export (pid {writer.pid}) is writing generation g0-{FIRST}" in (
+                decision.reason
+            )
+        finally:
+            writer.kill()
+    # Its process is gone, and another generation (planned later) delivered the window.
+    export_until_idle(d, "crashy")
+    assert read_pending(d.home, flow) is None
+    write_pending(d.home, flow, planned, 1)  # a stale one, from before that delivery
+    with d.instance() as instance:
+        decision = plan_generation(instance, flow, d.db)
+    assert isinstance(decision, Skip) and "no new events" in decision.reason
+    assert read_pending(d.home, flow) is None
+    audit(d.out, flow, d.events)

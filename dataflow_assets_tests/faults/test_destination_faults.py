@@ -15,6 +15,7 @@ only differs in time.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import resource
@@ -28,14 +29,14 @@ from typing import Any
 from unittest import mock
 
 import botocore.config
-import dagster as dg
 import pytest
 
-from dataflow_assets import tags
+from dataflow_assets import layout, quick_export
 from dataflow_assets.destinations.resources import DestinationResource
 from dataflow_assets.destinations.retry import RetryPolicy
 from dataflow_assets.destinations.s3 import S3Bucket
 from dataflow_assets.flow import FlowSpec
+from dataflow_assets.pending_attempt import read_pending
 from dataflow_assets_tests import servers
 from dataflow_assets_tests.faults.checks import audit, flow_dir
 from dataflow_assets_tests.faults.deployment import Deployment
@@ -67,13 +68,14 @@ EVENTS = 270
 
 @pytest.fixture(autouse=True)
 def fast_destinations(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Destinations as their resources build them, with test-sized retries and timeouts."""
+    """Destinations as their resources (and ``dataflow export``) build them, with test-sized
+    retries and timeouts."""
     build = DestinationResource.destination
+    plain = quick_export.plain_destination
     marker = request.node.get_closest_marker("destination_timeout")
     timeout = marker.args[0] if marker else TIMEOUT
 
-    def destination_for(self: DestinationResource) -> Any:
-        destination: Any = build(self)
+    def tuned(destination: Any) -> Any:
         destination.retry = FAST
         if hasattr(destination, "timeout"):
             destination.timeout = timeout
@@ -87,8 +89,13 @@ def fast_destinations(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
             )
         return destination
 
+    def destination_for(self: DestinationResource) -> Any:
+        return tuned(build(self))
+
     # The planner and the files step read the flow's delivery record through the resource too.
     monkeypatch.setattr(DestinationResource, "destination", destination_for)
+    # `dataflow export` (without Dagster) builds the same object without the resource.
+    monkeypatch.setattr(quick_export, "plain_destination", lambda flow: tuned(plain(flow)))
 
 
 def retries(caplog: pytest.LogCaptureFixture) -> int:
@@ -112,18 +119,33 @@ def failing_export(
     return result.out, retries(caplog)
 
 
-def recovers(d: Deployment, flow: FlowSpec, root: Callable[[], Path]) -> None:
-    """The next exports retry the failed window as itself and deliver everything once."""
+def recovers(
+    d: Deployment, flow: FlowSpec, root: Callable[[], Path], *, planned: bool = True
+) -> None:
+    """The next exports retry the failed window as itself and deliver everything once
+    (``planned``: the failed export planned its window; else it failed reading the record)."""
+    pending = read_pending(d.home, flow)
+    if not planned:
+        assert pending is None  # nothing was planned blind
+        d.ingest(traffic(30, first=5001, payload=1000))
+        export_until_idle(d, flow.name)
+        audit(root(), flow, d.events)
+        return
+    assert pending is not None, "the failed export left no pending attempt"
+    failed = pending.generation
     d.ingest(traffic(30, first=5001, payload=1000))  # arrived while the destination was sick
-    export_until_idle(d, flow.name)
+    outputs = export_until_idle(d, flow.name)
+    assert f"generation {failed.id} delivered" in outputs[0], outputs
+    assert f"attempt {pending.attempt + 1})" in outputs[0], outputs
     audit(root(), flow, d.events)
-    runs = d.generation_runs(flow.name)
-    failed = [r for r in runs if r.status is dg.DagsterRunStatus.FAILURE]
-    assert failed, "no failed generation run"
-    retried = runs[runs.index(failed[-1]) + 1]
-    assert retried.status is dg.DagsterRunStatus.SUCCESS
-    # Same window, same planned-at time: both are in the generation tag.
-    assert retried.tags[tags.GENERATION] == failed[-1].tags[tags.GENERATION]
+    # Same window, same planned-at time: the window's report has the failed attempt's name.
+    [report] = [
+        m
+        for m in flow_dir(root(), flow).glob("*_delivery.manifest.json")
+        if json.loads(m.read_text())["window"] == {"from": failed.from_seq, "to": failed.to_seq}
+    ]
+    assert report.name.split("_delivery")[0].endswith(layout.stamp(failed.planned_at)), report
+    assert read_pending(d.home, flow) is None
 
 
 # -- the destinations, each behind a FaultyLink ----------------------------------------------
@@ -223,11 +245,12 @@ def test_server_down_is_retried_then_reported_then_recovered(
     out, retried = failing_export(deployment, flow, target.root, caplog)
     assert "gave up after 3 attempts" in out, out
     # The message written for people: the destination first, no library exception class.
-    assert re.search(r"faulty: FAILED \(run [0-9a-f-]+\): (sftp|s3|ftps?)://\S+: cannot ", out), out
+    # Unreachable before anything is planned: the record cannot be read, nothing is written.
+    assert re.search(r"faulty: FAILED before its run: (sftp|s3|ftps?)://\S+: cannot ", out), out
     assert retried >= 2  # attempts 1 and 2 were followed by a backoff pause
     assert "refused" in out.lower() or "could not connect" in out.lower(), out
     target.link.up()
-    recovers(deployment, flow, target.root)
+    recovers(deployment, flow, target.root, planned=False)
 
 
 # -- connection dropped mid-upload --------------------------------------------------------------

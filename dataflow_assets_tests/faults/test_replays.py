@@ -48,9 +48,9 @@ def test_re_executing_an_old_generation_moves_nothing_back(deployment: Deploymen
     d = deployment
     flow = d.write_flow("replayed", partitioning="quarter_hour", max_rows_per_file=25)
     d.ingest(traffic(100))
-    export_until_idle(d, "replayed")
+    export_until_idle(d, "replayed", "--via-dagster")
     d.ingest(traffic(50, first=1001))
-    export_until_idle(d, "replayed")
+    export_until_idle(d, "replayed", "--via-dagster")
     before = files_of(d.out)
     first = d.generation_runs("replayed")[0]
     # "Re-execute" the first generation (parent run tags kept, as the UI and the run-retry
@@ -91,9 +91,9 @@ def test_kill_9_after_the_report_then_re_executing_an_older_run(deployment: Depl
     d = deployment
     flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
     d.ingest(traffic(100))
-    export_until_idle(d, "crashy")
+    export_until_idle(d, "crashy", "--via-dagster")
     d.ingest(traffic(50, first=1001))
-    d.crash("report", 0, "export", "crashy")
+    d.crash("report", 0, "export", "crashy")  # without Dagster: its pending file stays
     older = d.generation_runs("crashy")[0]
     before = files_of(d.out)
     assert run_with_tags(d, "crashy", {k: v for k, v in older.tags.items() if k != tags.PROCESS})

@@ -81,9 +81,14 @@ def test_planted_secrets_appear_nowhere(
     validate = d.child("-m", "dataflow_assets.cli", "validate", env=env)
     assert validate.returncode == 1 and "inline.yaml" in validate.stdout
     logs.append(validate.stdout + validate.stderr)
-    run = d.child("-m", "dataflow_assets_tests.faults.quickcli", "export", env=env)
+    # Through Dagster (every flow's run writes the instance's event log), then without it
+    # (the failing flows fail again, on the command's own path).
+    run = d.child("-m", "dataflow_assets_tests.faults.quickcli", "export", "--via-dagster", env=env)
     logs.append(run.stdout + run.stderr)
     assert run.returncode == 1
+    direct = d.child("-m", "dataflow_assets_tests.faults.quickcli", "export", env=env)
+    logs.append(direct.stdout + direct.stderr)
+    assert direct.returncode == 1, direct.stdout + direct.stderr
     out = "\n".join(logs)
     for flow in ("sftp_ok", "sftp_key", "ftps_ok", "s3_ok"):
         assert f"{flow}: generation" in out, out[-3000:]
