@@ -210,31 +210,52 @@ def _candidate_keys(
 def _read_block(
     con: duckdb.DuckDBPyConnection, body: bytes, block_file: Path, keys: list[str], text: set[str]
 ) -> pa.Table | None:
-    """The block's cells: a text key's as its string value (``VARCHAR``: any JSON value reads as
-    text, so ``_strings`` counts them for ``_json_batch`` to check that each was a string), any
-    other key's as its JSON text. ``_present`` counts a row's non-null cells, ``_strings`` its
-    text cells plus its JSON cells that are strings."""
+    """The block's cells: a text key's as its string value (``VARCHAR``: DuckDB reads any JSON
+    value as text, so ``_json_batch`` checks that each was a string), any other key's as its JSON
+    text."""
     if not keys:
         return None
     block_file.write_bytes(body)
     columns = "{" + ", ".join(f"'{k}': '{'VARCHAR' if k in text else 'JSON'}'" for k in keys) + "}"
-    present = " + ".join(f'("{k}" IS NOT NULL)::INT' for k in keys)
-    strings = " + ".join(
-        f'("{k}" IS NOT NULL)::INT'
-        if k in text
-        else f'coalesce(starts_with("{k}"::VARCHAR, \'"\'), false)::INT'
-        for k in keys
-    )
     cells = ", ".join(f'"{k}"' if k in text else f'"{k}"::VARCHAR AS "{k}"' for k in keys)
     try:
         return con.sql(
-            f"SELECT {cells}, {present} AS _present, {strings} AS _strings FROM read_json(?, "
-            f"format='newline_delimited', records=true, columns={columns}, ignore_errors=true, "
-            f"maximum_object_size={MAX_LINE_BYTES})",
+            f"SELECT {cells} FROM read_json(?, format='newline_delimited', records=true, "
+            f"columns={columns}, ignore_errors=true, maximum_object_size={MAX_LINE_BYTES})",
             params=[str(block_file)],
         ).to_arrow_table()
     except duckdb.Error:
         return None  # a line past MAX_LINE_BYTES, say: the row path reads the file
+
+
+def _is_string(column: Any) -> Any:
+    """Whether each JSON cell of ``column`` is a string (null where the cell is)."""
+    return pc.starts_with(column, '"')
+
+
+def _cell_counts(table: pa.Table, text: set[str]) -> tuple[int, int]:
+    """(non-null cells, string cells) of a block's cells; a text cell counts as a string (what
+    ``_json_batch`` checks), a JSON cell when it is one."""
+    present = strings = 0
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        valid = len(column) - column.null_count
+        present += valid
+        if name in text:
+            strings += valid
+        elif valid and text:
+            strings += pc.sum(_is_string(column)).as_py() or 0
+    return present, strings
+
+
+def _row_counts(table: pa.Table, text: set[str]) -> tuple[pa.Array, pa.Array]:
+    """``_cell_counts`` of each row."""
+    present = strings = pa.repeat(pa.scalar(0, pa.int64()), len(table))
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        valid = pc.is_valid(column).cast(pa.int64())
+        present = pc.add(present, valid)
+        flags = valid if name in text else pc.fill_null(_is_string(column), False).cast(pa.int64())
+        strings = pc.add(strings, flags)
+    return present, strings
 
 
 def _json_batch(
@@ -275,30 +296,29 @@ def _json_batch(
     # makes DuckDB refuse the line, whose keys then do not add up). An explicit null has a key
     # but no value, so it fails the count (the row path accepts the line).
     # Text cells: DuckDB reads any value as text (123 as "123"). Once the pairs add up, every
-    # `":` is a key's end, and `":"` one whose value is a string: their count equals
-    # ``_strings`` only if every text cell was a string (the JSON cells' strings are counted
-    # from their text).
+    # `":` is a key's end, and `":"` one whose value is a string: their count equals the text
+    # cells' plus the JSON cells that are strings only if every text cell was a string. The
+    # block's counts come from Arrow's null counts; a row's only when the block's do not add up.
     compact = body.translate(None, b" \t\r\n")
-    total_present = pc.sum(table.column("_present")).as_py() or 0
-    total_strings = (pc.sum(table.column("_strings")).as_py() or 0) if text else None
+    present, strings = _cell_counts(table, text)
     suspicious = b",}" in compact or body.startswith(b"\xef\xbb\xbf")
     if (
         not suspicious
-        and compact.count(b'":') == total_present
-        and (total_strings is None or compact.count(b'":"') == total_strings)
+        and compact.count(b'":') == present
+        and (not text or compact.count(b'":"') == strings)
     ):
         pre_ok = _flags(True, len(lines))
     else:
         per_line = pc.split_pattern(pa.array([body], pa.large_binary()), b"\n").flatten()
         per_line = per_line.slice(0, len(lines)).cast(pa.large_string())
+        row_present, row_strings = _row_counts(table, text)
         pre_ok = pc.and_(
-            pc.equal(pc.count_substring_regex(per_line, KEY_COLON), table.column("_present")),
+            pc.equal(pc.count_substring_regex(per_line, KEY_COLON), row_present),
             pc.invert(pc.match_substring_regex(per_line, SUSPICIOUS)),
         )
         if text:
-            strings = pc.count_substring_regex(per_line, STRING_VALUE)
-            pre_ok = pc.and_(pre_ok, pc.equal(strings, table.column("_strings")))
-    table = table.drop_columns(["_present", "_strings"])
+            string_values = pc.count_substring_regex(per_line, STRING_VALUE)
+            pre_ok = pc.and_(pre_ok, pc.equal(string_values, row_strings))
     table = table.append_column("_line", lines).append_column("_pre_ok", pre_ok)
     forms = {k: "string" if k in text else "json" for k in keys}
     return RawBatch(table, keys, forms, record, rejected)
