@@ -107,13 +107,12 @@ def _blocks(stream: IO[bytes]) -> Iterator[bytes]:
             if rest:
                 yield rest
             return
-        data = rest + chunk
-        cut = data.rfind(b"\n")
+        cut = chunk.rfind(b"\n")  # ``rest`` has no newline: the block's last one is here
         if cut < 0:
-            rest = data
+            rest += chunk
             continue
-        yield data[: cut + 1]
-        rest = data[cut + 1 :]
+        yield b"".join((rest, memoryview(chunk)[: cut + 1]))  # one copy of the block, not two
+        rest = chunk[cut + 1 :]
 
 
 def _ndjson(
