@@ -191,7 +191,13 @@ def _candidate_keys(
     those of them read as text: keys whose sampled values were all JSON strings, in this block's
     sample or, for a key it lacks, in the last one that had it (``strings``, updated here)."""
     sample: dict[str, bool] = {}
-    for raw in block.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES]:
+    end = 0
+    for _ in range(SAMPLE_LINES):  # the first lines' end, without copying the rest of the block
+        end = block.find(b"\n", end) + 1
+        if end == 0:
+            end = len(block)
+            break
+    for raw in block[:end].split(b"\n")[:SAMPLE_LINES]:
         try:
             obj = json.loads(raw) if raw.strip() else None
         except (ValueError, RecursionError):
