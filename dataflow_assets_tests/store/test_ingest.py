@@ -119,6 +119,40 @@ def test_bad_rows_are_rejected_with_line_and_reason(tmp_path: Path, line: str, r
     assert bad[0]["raw"] == line
 
 
+@pytest.mark.parametrize("sample", [1, 50])
+def test_a_key_read_as_text_still_clashes_with_other_json_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample: int
+) -> None:
+    """A block reads ``page`` as text when its sampled lines hold strings there, and DuckDB reads
+    any JSON value as text: a number, a boolean or an array is still a type clash (also beside
+    a string where a number is known), a string that looks like a number or holds `":"` is not."""
+    import dataflow_assets.store.ingest_readers as readers
+
+    monkeypatch.setattr(readers, "SAMPLE_LINES", sample)
+    base = '"hit_time_utc": "2026-11-20T10:00:00Z", "site_id": 1'
+    lines = [
+        f'{{{base}, "event_id": 1, "page": "home", "n": 5}}',
+        f'{{{base}, "event_id": 2, "page": 7, "n": "8"}}',
+        f'{{{base}, "event_id": 3, "page": 7, "n": 8}}',
+        f'{{{base}, "event_id": 4, "page": true}}',
+        f'{{{base}, "event_id": 5, "page": ["a"]}}',
+        f'{{{base}, "event_id": 6, "page": "12", "n": -0}}',
+        f'{{{base}, "event_id": 7, "page": "a\\":\\"b", "n": 1}}',
+    ]
+    path = tmp_path / "a.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    result = ingest_file(tmp_path / "e.duckdb", path)
+    assert (result.loaded, result.rejected) == (3, 4)
+    assert [(b["line"], b["reason"]) for b in rejected(path)] == [
+        (2, "page: 7 is not a string (the type page has)"),
+        (3, "page: 7 is not a string (the type page has)"),
+        (4, "page: True is not a string (the type page has)"),
+        (5, "page: nested values are not supported"),
+    ]
+    got = rows(tmp_path / "e.duckdb")
+    assert [(r["page"], r["n"]) for r in got] == [("home", 5), ("12", 0), ('a":"b', 1)]
+
+
 def test_csv_gz_with_quotes_newlines_and_typed_columns(tmp_path: Path) -> None:
     db = tmp_path / "e.duckdb"
     ingest_file(db, write_ndjson(tmp_path / "seed.ndjson", [event(1, T, price=1.5, flag=True)]))

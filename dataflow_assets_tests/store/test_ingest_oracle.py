@@ -60,6 +60,38 @@ def _event(draw: st.DrawFn, i: int) -> dict[str, Any]:
     return row
 
 
+#: JSON value tokens as written, for the edges of reading values typed or as text: strings
+#: that look like numbers, booleans or timestamps, numbers in every JSON form (and past every
+#: range), escapes (quotes, `":"` inside a string, a lone surrogate), nested and non-JSON values.
+RAW_TOKENS = ['"123"', '"-7"', '"1.5"', '"true"', '"TRUE "', '"2026-11-20T10:00:00Z"', '"x"',
+              '"a\\":\\"b"', '"q\\" :\\"x"', '"\\u00e9\\n"', '"\\ud800"', '"\\ud83c\\udf89"', '"tab\\t"',
+              "-0", "0", "-0.0", "1.0", "1E2", "1e400", "-1e400", "12345678901234567890",
+              "9223372036854775807", "-9223372036854775808", "9223372036854775808", "1.5e-7",
+              "true", "false", "[]", "{}", "[1]", "NaN", "Infinity"]  # fmt: skip
+#: The tokens a key's values mostly take (its type holds for them).
+HOME_TOKENS = ['"123"', '"x"', '"a\\":\\"b"', '"\\u00e9\\n"', '"2026-11-20T10:00:00Z"', "-0", "1E2",
+               "12345678901234567890", "1.5e-7", "true"]  # fmt: skip
+SEPARATORS = [":", ": ", " : ", ":\t"]
+
+
+def _raw_line(draw: st.DrawFn, i: int, home: dict[str, str]) -> bytes:
+    """An event written token by token: the required keys right but rarely, each of the file's
+    other keys (``home``) mostly there with its home token, now and then any of ``RAW_TOKENS``."""
+    pairs = [
+        ("hit_time_utc", draw(st.sampled_from(RAW_TOKENS))
+         if draw(st.integers(0, 19)) == 0 else '"2026-11-20T10:00:00Z"'),
+        ("event_id", str(i) if draw(st.integers(0, 19)) else draw(st.sampled_from(RAW_TOKENS))),
+        ("site_id", "1" if draw(st.integers(0, 19)) else draw(st.sampled_from(RAW_TOKENS))),
+    ]  # fmt: skip
+    for key, token in home.items():
+        if draw(st.integers(0, 3)) == 0:
+            continue
+        odd = draw(st.integers(0, 4)) == 0
+        pairs.append((key, draw(st.sampled_from(RAW_TOKENS)) if odd else token))
+    sep = draw(st.sampled_from(SEPARATORS))
+    return ("{" + ", ".join(f'"{k}"{sep}{v}' for k, v in pairs) + "}").encode()
+
+
 @st.composite
 def ndjson_files(draw: st.DrawFn) -> bytes:
     lines = []
@@ -71,6 +103,17 @@ def ndjson_files(draw: st.DrawFn) -> bytes:
             text = json.dumps(_event(draw, i), separators=(",", ":") if compact else None)
             lines.append(text.encode())
     return b"\n".join(lines) + draw(st.sampled_from([b"\n", b"", b"\r\n"]))
+
+
+@st.composite
+def typed_ndjson_files(draw: st.DrawFn) -> bytes:
+    """Mostly good events whose keys keep a type, with odd values (``RAW_TOKENS``) here and
+    there: where a block's keys are read typed or as text, a value of another JSON type must
+    still be the row path's to judge."""
+    keys = draw(st.lists(st.sampled_from(KEYS[3:-1]), min_size=1, max_size=6, unique=True))
+    home = {key: draw(st.sampled_from(HOME_TOKENS)) for key in keys}
+    lines = [_raw_line(draw, i, home) for i in range(draw(st.integers(2, 14)))]
+    return b"\n".join(lines) + b"\n"
 
 
 @st.composite
@@ -153,20 +196,27 @@ def _rejected(path: Path) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def small_batches(size: int) -> Iterator[None]:
-    saved = readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS
+def small_batches(size: int, sample: int = readers.SAMPLE_LINES) -> Iterator[None]:
+    """Batches of about ``size`` rows; NDJSON blocks take their keys' forms from their first
+    ``sample`` lines (fewer than a block's lines: a key sampled as text gets other values)."""
+    saved = (readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS,
+             readers.SAMPLE_LINES)  # fmt: skip
     readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS = (
         size * 60,
         size,
         size,
     )
+    readers.SAMPLE_LINES = sample
     try:
         yield
     finally:
-        readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS = saved
+        (readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS,
+         readers.SAMPLE_LINES) = saved  # fmt: skip
 
 
-def assert_same_as_oracle(name: str, write: Any, batch: int, seed_first: bool) -> None:
+def assert_same_as_oracle(
+    name: str, write: Any, batch: int, seed_first: bool, sample: int = readers.SAMPLE_LINES
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         seed = folder / "seed.ndjson"
@@ -182,7 +232,7 @@ def assert_same_as_oracle(name: str, write: Any, batch: int, seed_first: bool) -
             db = folder / label / "events.duckdb"
             if seed_first:
                 load(db, seed)
-            with small_batches(batch) if label == "batch" else contextlib.nullcontext():
+            with small_batches(batch, sample) if label == "batch" else contextlib.nullcontext():
                 try:
                     result: Any = load(db, path)
                     summary: Any = (result.loaded, result.rejected, result.first_seq,
@@ -202,16 +252,33 @@ SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=list(H
 
 
 @SETTINGS
-@given(ndjson_files(), st.sampled_from([1, 3, 1000]), st.booleans(), st.booleans())
+@given(
+    ndjson_files(),
+    st.sampled_from([1, 3, 1000]),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from([1, 2, 50]),
+)
 def test_ndjson_batches_match_the_row_path(
-    content: bytes, batch: int, seed_first: bool, gz: bool
+    content: bytes, batch: int, seed_first: bool, gz: bool, sample: int
 ) -> None:
     name = "f.ndjson.gz" if gz else "f.ndjson"
 
     def write(path: Path) -> None:
         path.write_bytes(gzip.compress(content) if gz else content)
 
-    assert_same_as_oracle(name, write, batch, seed_first)
+    assert_same_as_oracle(name, write, batch, seed_first, sample)
+
+
+@SETTINGS
+@given(typed_ndjson_files(), st.sampled_from([3, 1000]), st.booleans(), st.sampled_from([1, 2]))
+def test_ndjson_typed_reads_match_the_row_path(
+    content: bytes, batch: int, seed_first: bool, sample: int
+) -> None:
+    """Blocks that read a key as text from their first lines' values, and then meet others."""
+    assert_same_as_oracle(
+        "f.ndjson", lambda path: path.write_bytes(content), batch, seed_first, sample
+    )
 
 
 @SETTINGS
