@@ -23,8 +23,8 @@ from typing import Any
 import dagster as dg
 
 from dataflow_assets import layout
-from dataflow_assets.delivery_record import delivered
-from dataflow_assets.destinations.base import Destination
+from dataflow_assets.delivery_record import RecordError, delivered
+from dataflow_assets.destinations.base import Destination, DestinationError
 from dataflow_assets.destinations.resources import destination_key
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
@@ -174,6 +174,24 @@ def _table(rows: list[tuple[str, int, int]]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def _unreadable_record(flow: FlowSpec, resource: Any, exc: Exception) -> dg.AssetCheckResult:
+    """Completeness when the delivery record itself cannot be read (a damaged manifest on the
+    chain, the destination down): a failed check that says why and lists the manifests that are
+    not JSON, never a crashed one."""
+    metadata: dict[str, Any] = {"record": str(exc)}
+    unreadable: list[str] = []
+    try:
+        with resource.destination() as destination:
+            live_manifests(flow, destination, unreadable)
+    except DestinationError:
+        pass  # already said by the record's error
+    if unreadable:
+        metadata["unreadable_manifests"] = dg.MetadataValue.md(
+            "\n".join(f"- `{p}`" for p in unreadable[:MAX_LISTED])
+        )
+    return dg.AssetCheckResult(passed=False, metadata=metadata)
+
+
 def flow_checks(flow: FlowSpec) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(
         asset=report_key(flow),
@@ -184,8 +202,11 @@ def flow_checks(flow: FlowSpec) -> list[dg.AssetChecksDefinition]:
     )
     def completeness_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         store: EventStore = context.resources.store
-        watermark = delivered(context.instance, flow).to_seq
         resource = getattr(context.resources, destination_key(flow))
+        try:
+            watermark = delivered(context.instance, flow).to_seq
+        except (RecordError, DestinationError) as exc:
+            return _unreadable_record(flow, resource, exc)
         with resource.destination() as destination:
             result = completeness(flow, store, destination, watermark)
         mismatched = result.mismatched
@@ -221,7 +242,12 @@ def flow_checks(flow: FlowSpec) -> list[dg.AssetChecksDefinition]:
     def freshness_check(
         context: dg.AssetCheckExecutionContext, store: EventStore
     ) -> dg.AssetCheckResult:
-        done = delivered(context.instance, flow)
+        try:
+            done = delivered(context.instance, flow)
+        except (RecordError, DestinationError) as exc:
+            return dg.AssetCheckResult(
+                passed=False, severity=dg.AssetCheckSeverity.WARN, metadata={"record": str(exc)}
+            )
         now = dt.datetime.now(dt.UTC)
         limit = dt.timedelta(minutes=2 * flow.frequency_minutes)
         pending_since = oldest_load_after(store.path, done.to_seq)

@@ -11,7 +11,7 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from dataflow_assets import tags
+from dataflow_assets import delivery_record, tags
 from dataflow_assets.definitions import build_definitions
 from dataflow_assets.flow import FlowSpec, load_flows
 from dataflow_assets.resources import EventStore
@@ -116,13 +116,22 @@ def test_a_failing_tick_of_one_flow_never_stops_the_others(deployment: Deploymen
     assert not (d.out / "out" / "broken").exists()
 
 
-def test_a_damaged_manifest_fails_its_flows_check_alone(deployment: Deployment) -> None:
+@pytest.mark.parametrize("fresh", [False, True], ids=["same-process", "fresh-process"])
+def test_a_damaged_manifest_fails_its_flows_check_alone(
+    deployment: Deployment, fresh: bool
+) -> None:
+    """``fresh``: the checks run as a new process (a daemon-launched run) would, without the
+    manifests this one read while exporting: the record itself cannot be read past the damaged
+    manifest, and the checks fail saying so instead of crashing."""
     d = deployment
     damaged, intact = d.write_flow("damaged"), d.write_flow("intact", format="json")
     d.ingest(traffic(60))
     assert d.cli("export").code == 0
     [manifest] = (d.out / "out" / "damaged").glob("*_delivery.manifest.json")
     manifest.write_bytes(b"\x00 not json")
+    if fresh:
+        delivery_record._READ.clear()
+        delivery_record._NEWEST.clear()
     defs = build_definitions(load_flows(), d.db)
     outcomes = {}
     with d.instance() as instance:
@@ -141,6 +150,11 @@ def test_a_damaged_manifest_fails_its_flows_check_alone(deployment: Deployment) 
     assert not completeness.passed
     listed = str(completeness.metadata["unreadable_manifests"].value)
     assert manifest.name in listed
+    if fresh:
+        for check in ("completeness", "freshness"):
+            failed = outcomes["damaged"][check]
+            assert not failed.passed
+            assert "cannot be read" in str(failed.metadata["record"].value), check
     assert outcomes["intact"]["completeness"].passed and outcomes["intact"]["freshness"].passed
     audit(d.out, intact, d.events)
 
