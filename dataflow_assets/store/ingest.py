@@ -27,14 +27,22 @@ Public API: ``ingest_file(db, path, progress=None) -> IngestResult``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 import pyarrow as pa
 
 from dataflow_assets.store.backend import postgres_store
-from dataflow_assets.store.ingest_batch import FileTypes, NeedsRowPath, connection, type_batch
+from dataflow_assets.store.ingest_batch import (
+    FileTypes,
+    NeedsRowPath,
+    RawBatch,
+    connection,
+    type_batch,
+)
 from dataflow_assets.store.ingest_readers import raw_batches
 from dataflow_assets.store.ingest_rows import (
     BadRow,
@@ -127,12 +135,21 @@ def stage_file(
     """
     rejected_file = rejected_path_for(path)
     types = FileTypes(dict(known))
+    # The reader's view of the keys typed so far: a snapshot replaced after each batch (the
+    # reader runs a batch ahead, so a key first typed in the batch before may be missing from
+    # it: its rows then go to the row path, which knows the key).
+    typed_keys = [frozenset(types.known)]
     rejected = 0
     bad_out: IO[str] | None = None
     duck = connection()
+    # The reader's own connection to the same in-memory DuckDB: a connection serves one
+    # thread at a time.
+    reader_con = duck.cursor()
     try:
-        for raw in raw_batches(path, duck, lambda: set(types.known), progress):
+        batches = raw_batches(path, reader_con, lambda: set(typed_keys[0]), progress)
+        for raw in read_ahead(batches):
             typed = type_batch(duck, raw, types)
+            typed_keys[0] = frozenset(types.known)
             table, screened = (typed.table, []) if screen is None else screen(typed.table)
             staging.add(table)
             bad = sorted([*typed.rejected, *screened]) if screened else typed.rejected
@@ -143,9 +160,69 @@ def stage_file(
                 bad_out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
                 rejected += 1
     finally:
+        reader_con.close()
         duck.close()
         if bad_out is not None:
             bad_out.close()
     if rejected == 0:
         rejected_file.unlink(missing_ok=True)
     return types, rejected
+
+
+#: Raw batches read ahead of the one being typed.
+READ_AHEAD = 1
+
+
+class _End:
+    """The reader thread's last item: the end of the batches, or the error that ended them."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+def read_ahead(batches: Iterator[RawBatch], depth: int = READ_AHEAD) -> Iterator[RawBatch]:
+    """``batches``, read by another thread up to ``depth`` batches ahead of the consumer.
+
+    Reading (decompressing, splitting, DuckDB's and Arrow's readers) and typing (DuckDB) release
+    the GIL for most of their time, so the two use both cores. ``batches`` runs, and is closed,
+    on the reader thread only; its error is raised here, in order after its batches. The bounded
+    queue keeps at most ``depth`` + 2 raw batches alive (queued, being read, being typed).
+    """
+    items: queue.Queue[RawBatch | _End] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: RawBatch | _End) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_End())
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(_End(exc))
+        finally:
+            close = getattr(batches, "close", None)  # a generator: run its cleanup here
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=read, name="dataflow-ingest-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = items.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
