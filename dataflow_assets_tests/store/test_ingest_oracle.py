@@ -154,16 +154,13 @@ def _rejected(path: Path) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def small_batches(size: int) -> Iterator[None]:
-    saved = readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS
-    readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS = (
-        size * 60,
-        size,
-        size,
-    )
+    # NDJSON and CSV are read in blocks of BLOCK_BYTES of whole lines (~``size`` lines here).
+    saved = readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS
+    readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS = size * 60, size
     try:
         yield
     finally:
-        readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS = saved
+        readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS = saved
 
 
 def assert_same_as_oracle(name: str, write: Any, batch: int, seed_first: bool) -> None:
