@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import dataflow_assets.store.ingest_batch as ingest_batch
 import dataflow_assets.store.ingest_readers as readers
 from dataflow_assets.store.ingest import ingest_file
 from dataflow_assets.store.ingest_rows import ingest_file_rowwise, rejected_path_for
@@ -155,12 +156,14 @@ def _rejected(path: Path) -> list[dict[str, Any]]:
 @contextlib.contextmanager
 def small_batches(size: int) -> Iterator[None]:
     # NDJSON and CSV are read in blocks of BLOCK_BYTES of whole lines (~``size`` lines here).
-    saved = readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS
+    # New keys' setters are looked for in a batch's first 2 rows, then in all of them.
+    saved = readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS, ingest_batch.SETTER_PREFIX_ROWS
     readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS = size * 60, size
+    ingest_batch.SETTER_PREFIX_ROWS = 2
     try:
         yield
     finally:
-        readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS = saved
+        readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS, ingest_batch.SETTER_PREFIX_ROWS = saved
 
 
 def assert_same_as_oracle(name: str, write: Any, batch: int, seed_first: bool) -> None:
