@@ -13,8 +13,8 @@ Contract (SPEC 1.1, the rules in ``ingest_rows``):
   order and the physical insertion order.
 
 How: a batch at a time (``ingest_readers`` -> ``ingest_batch``), validation and typing in an
-in-memory DuckDB; only the rows its SQL does not accept go through the row path, which accepts
-them or says why not. The typed batches are staged (``staging.Staging``) and appended under the
+in-memory DuckDB, the reader a batch ahead on its own thread (``read_ahead``: both cores); only
+the rows its SQL does not accept go through the row path, which accepts them or says why not. The typed batches are staged (``staging.Staging``) and appended under the
 lock by ``staging.append_to_duckdb``, the only step that knows the store: another store replaces
 that function alone (its contract is in its docstring), taking the same ``Staged`` rows.
 When the batch rules cannot decide a file's order of types (``NeedsRowPath``: a new key whose
