@@ -32,6 +32,9 @@ from dataflow_assets.store.schema import PropertyType, quote
 Explain = Callable[[int], tuple[Any, str]]
 
 
+#: The rows a new key's setter is looked for first (then the whole batch).
+SETTER_PREFIX_ROWS = 2048
+
 #: A record the row path skips (a blank line DuckDB read as a row).
 SKIP = object()
 
@@ -101,7 +104,13 @@ def type_batch(con: duckdb.DuckDBPyConnection, batch: RawBatch, types: FileTypes
         checks = ["_pre_ok"]
         for key in REQUIRED:
             checks.append(f"{quote(key)} IS NOT NULL" if key in batch.keys else "false")
+        # A cell that is its own typed value (text or an Arrow string as a string, an Arrow
+        # boolean as a boolean) is never checked: it skips the round trip through DuckDB.
+        same = {k for k in batch.keys if k in kinds and _is_itself(k, batch.forms[k], kinds[k])}
+        same -= set(setters)
         for key in batch.keys:
+            if key in same:
+                continue
             cell = quote(key)
             kind = kinds.get(key)
             if kind is None:
@@ -113,17 +122,31 @@ def type_batch(con: duckdb.DuckDBPyConnection, batch: RawBatch, types: FileTypes
                 expr = f"({expr})::{kind.sql}"
             typed_cols.append(f"{expr} AS {quote('t_' + key)}")
             checks.append(f"({cell} IS NULL OR {quote('t_' + key)} IS NOT NULL)")
-        inner = ", ".join(["_line", "_pre_ok", *map(quote, batch.keys), *typed_cols])
+        cells = [quote(k) for k in batch.keys if k not in same]
+        inner = ", ".join(["_line", "_pre_ok", *cells, *typed_cols])
         outer = ", ".join(
             ["_line", " AND ".join(checks) + " AS _ok"]
-            + [f"{quote('t_' + k)} AS {quote(k)}" for k in batch.keys if k in kinds]
+            + [
+                f"{quote('t_' + k)} AS {quote(k)}"
+                for k in batch.keys
+                if k in kinds and k not in same
+            ]
         )
         result = con.sql(
-            # In line order: DuckDB keeps the order of what it scans (preserve_insertion_order).
+            # In line order: DuckDB keeps the order of what it scans (preserve_insertion_order),
+            # one row a raw row, so the cells kept as they are line up with its rows.
             f"SELECT {outer} FROM (SELECT {inner} FROM raw_batch)"
         ).to_arrow_table()
     finally:
         con.unregister("raw_batch")
+    if same:
+        columns = {name: result.column(name) for name in result.column_names}
+        for key in same:
+            column = batch.table.column(key)
+            want = kinds[key].arrow
+            columns[key] = column if column.type == want else column.cast(want)
+        order = ["_line", "_ok", *(k for k in batch.keys if k in kinds)]
+        result = pa.table({name: columns[name] for name in order})
     ok = pc.fill_null(result.column("_ok").combine_chunks(), False)
     if pc.all(ok).as_py():
         good, fallback = result.drop_columns(["_ok"]), []
@@ -147,6 +170,11 @@ def type_batch(con: duckdb.DuckDBPyConnection, batch: RawBatch, types: FileTypes
     return TypedBatch(good, rejected)
 
 
+def _is_itself(key: str, form: str, kind: PropertyType) -> bool:
+    """Whether ``value_sql`` of a ``form`` cell as ``kind`` is the cell itself."""
+    return value_sql(key, "c", form, kind) == "c"
+
+
 def _setters(
     con: duckdb.DuckDBPyConnection,
     batch: RawBatch,
@@ -168,22 +196,28 @@ def _setters(
     for key in REQUIRED:
         base.append(f"{quote(key)} IS NOT NULL")
     where = " AND ".join(base)
-    cols = []
-    for i in range(len(new_keys)):
-        cols.append(f"min(_line) FILTER (WHERE c{i} IS NOT NULL) AS l{i}")
-        cols.append(f"arg_min(c{i}, _line) FILTER (WHERE c{i} IS NOT NULL) AS k{i}")
-    codes = ", ".join(
-        f"{inferred_sql(k, quote(k), batch.forms[k])} AS c{i}" for i, k in enumerate(new_keys)
-    )
-    rows = con.execute(
-        f"SELECT {', '.join(cols)} FROM (SELECT _line, {codes} FROM raw_batch WHERE {where})"
-    ).fetchall()
-    row = rows[0]
+    # A key's setter is its first qualifying row: if the batch's first rows hold one, it is
+    # the batch's. Most keys have theirs there, which spares the inference over the rest.
     out: dict[str, tuple[PropertyType, int]] = {}
-    for i, key in enumerate(new_keys):
-        line, kind = row[2 * i], row[2 * i + 1]
-        if line is not None:
-            out[key] = (PropertyType(kind), int(line))
+    pending = list(new_keys)
+    for rows in (f"(SELECT * FROM raw_batch LIMIT {SETTER_PREFIX_ROWS})", "raw_batch"):
+        cols = []
+        for i in range(len(pending)):
+            cols.append(f"min(_line) FILTER (WHERE c{i} IS NOT NULL) AS l{i}")
+            cols.append(f"arg_min(c{i}, _line) FILTER (WHERE c{i} IS NOT NULL) AS k{i}")
+        codes = ", ".join(
+            f"{inferred_sql(k, quote(k), batch.forms[k])} AS c{i}" for i, k in enumerate(pending)
+        )
+        found = con.execute(
+            f"SELECT {', '.join(cols)} FROM (SELECT _line, {codes} FROM {rows} WHERE {where})"
+        ).fetchall()[0]
+        for i, key in enumerate(pending):
+            line, kind = found[2 * i], found[2 * i + 1]
+            if line is not None:
+                out[key] = (PropertyType(kind), int(line))
+        pending = [k for k in pending if k not in out]
+        if not pending or len(batch.table) <= SETTER_PREFIX_ROWS:
+            break
     return out
 
 

@@ -9,17 +9,21 @@ bounded memory.
   ``"key":`` as DuckDB found values and as many ``"key":"`` as it found strings, no ``,}``, no
   BOM, no explicit ``null``. A block that is not UTF-8 or has blank lines is split in Python
   first (blank lines skipped, undecodable lines rejected).
-- CSV: blocks of lines. A block with no quote, CR or NUL is split in Arrow (one line a record);
-  any other block goes through Python's ``csv`` reader in strict mode, whose errors (a quote
-  inside an unquoted field, an unterminated quote) make the whole file unreadable.
+- CSV: binary blocks of ~``BLOCK_BYTES`` of whole lines. A block with no quote, CR (CRLF line
+  ends aside) or NUL is one line a record: split by Arrow's CSV reader (quoting off), or, when
+  the header has a bad or repeated key or the block a blank line, by Arrow's string kernels. Any
+  other block goes through Python's ``csv`` reader in strict mode, which may read on past the
+  block's end; its errors (a quote inside an unquoted field, an unterminated quote) make the
+  whole file unreadable, as does text that is not UTF-8 (the message names the line).
 - Parquet: the file's record batches, cells in their Arrow types.
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 import csv
 import io
-import itertools
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -29,6 +33,7 @@ from typing import IO, Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from isal import igzip
 
@@ -46,9 +51,10 @@ from dataflow_assets.store.ingest_rows import (
 )
 
 Progress = Callable[[int], None]
-#: NDJSON block size: 16 MiB costs ~5% less CPU than 8 (fewer queries; ~+100 MiB peak RSS).
-BLOCK_BYTES = 16 << 20
-CSV_BLOCK_LINES = 65_536
+#: Block size for NDJSON and CSV. 16 MiB cost NDJSON ~5% less CPU than 8 (fewer queries) but
+#: ~+100 MiB of peak RSS, on top of the final append's 1 GB DuckDB limit: 8 MiB keeps a 5 GB
+#: file at 0.7 GiB.
+BLOCK_BYTES = 8 << 20
 PARQUET_BATCH_ROWS = 65_536
 SAMPLE_LINES = 50
 #: DuckDB's longest NDJSON line (it allocates twice this); a longer line sends the file to the
@@ -334,11 +340,9 @@ def _json_batch(
 
 
 def _csv(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
-    with (
-        open_binary(path, progress) as stream,
-        io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="") as fh,
-    ):
-        header_reader = csv.reader(fh, strict=True)
+    with open_binary(path, progress) as stream:
+        source = _CsvSource(path, _blocks(stream))
+        header_reader = csv.reader(source.lines(0), strict=True)
         header = csv_header(path, header_reader)
         if header is None:
             return
@@ -346,38 +350,141 @@ def _csv(path: Path, progress: Progress | None) -> Iterator[RawBatch]:
         width = len(header)
         good_keys = [k for k in header if is_key(k)]
         all_good = len(good_keys) == width and len(set(header)) == width
-        while True:
-            try:
-                block = list(itertools.islice(fh, CSV_BLOCK_LINES))
-            except UnicodeDecodeError as exc:
-                raise UnreadableFile(
-                    f"{path}: line {line_base + 1}: unreadable CSV ({exc}); nothing loaded"
-                ) from exc
-            if not block:
-                return
-            text = "".join(block)
-            if "\r" in text and text.count("\r") == text.count("\r\n"):
-                text = text.replace("\r\n", "\n")  # CRLF line ends only
-            if '"' in text or "\r" in text or "\x00" in text:
-                rows, consumed = _csv_records(path, block, fh, line_base)
-            else:
-                rows, consumed = None, len(block)
-            yield _csv_batch(header, all_good, text, rows, line_base)
-            line_base += consumed
+        while (block := source.next_block()) is not None:
+            plain = block
+            if b"\r" in block and block.count(b"\r") == block.count(b"\r\n"):
+                plain = block.replace(b"\r\n", b"\n")  # CRLF line ends only
+            n_lines = plain.count(b"\n") + (0 if plain.endswith(b"\n") else 1)
+            if b'"' in plain or b"\r" in plain or b"\x00" in plain:
+                rows, consumed = source.records(block, line_base)
+                yield _csv_batch(header, all_good, "", rows, line_base)
+                line_base += consumed
+                continue
+            text = source.decode(plain, line_base)
+            batch = None
+            if all_good and width > 1 and b"\n\n" not in plain and not plain.startswith(b"\n"):
+                batch = _csv_arrow_batch(header, plain, n_lines, line_base)
+            yield batch or _csv_batch(header, all_good, text, None, line_base)
+            line_base += n_lines
 
 
-def _csv_records(
-    path: Path, block: list[str], fh: IO[str], line_base: int
-) -> tuple[list[tuple[int, list[str]]], int]:
-    """(start line, fields) of every record starting in ``block``, by Python's strict reader;
-    a record may run on into lines after the block. Returns them and the lines consumed."""
-    reader = csv.reader(itertools.chain(block, fh), strict=True)
-    rows: list[tuple[int, list[str]]] = []
-    for start, values in csv_records(path, reader, line_base):
-        rows.append((start, values))
-        if reader.line_num >= len(block):
-            break
-    return rows, reader.line_num
+class _CsvSource:
+    """A CSV file's bytes as blocks of whole lines, from which Python's strict ``csv`` reader can
+    also take single lines past a block's end (a quoted field may hold line breaks); the lines it
+    leaves come back first in the next block."""
+
+    def __init__(self, path: Path, blocks: Iterator[bytes]) -> None:
+        self.path = path
+        self._blocks = blocks
+        self._pending: collections.deque[str] = collections.deque()
+
+    def next_block(self) -> bytes | None:
+        rest = "".join(self._pending).encode("utf-8") if self._pending else b""
+        self._pending.clear()
+        block = next(self._blocks, None)
+        if block is None:
+            return rest or None
+        return rest + block
+
+    def decode(self, block: bytes, line_base: int) -> str:
+        """``block`` as text; ``UnreadableFile`` naming the line that is not UTF-8."""
+        try:
+            return block.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = line_base + block.count(b"\n", 0, exc.start) + 1
+            raise UnreadableFile(
+                f"{self.path}: line {line}: unreadable CSV ({exc}); nothing loaded"
+            ) from exc
+
+    def lines(self, line_base: int, first: bytes | None = None) -> Iterator[str]:
+        """Text lines (line ends kept, split as Python's text files split them: CR, LF, CRLF)
+        of ``first`` (default: the next block), then of the blocks after it, on demand; a line
+        not taken stays pending."""
+        block = first if first is not None else self.next_block()
+        base = line_base
+        while block is not None:
+            self._pending.extend(io.StringIO(self.decode(block, base), newline=""))
+            base += block.count(b"\n")
+            while self._pending:
+                yield self._pending.popleft()
+            block = next(self._blocks, None)
+
+    def records(self, block: bytes, line_base: int) -> tuple[list[tuple[int, list[str]]], int]:
+        """(start line, fields) of every record starting in ``block``, by Python's strict
+        reader; a record may run on into lines after the block. Returns them and the lines
+        consumed."""
+        n_lines = len(io.StringIO(self.decode(block, line_base), newline="").readlines())
+        reader = csv.reader(self.lines(line_base, block), strict=True)
+        rows: list[tuple[int, list[str]]] = []
+        for start, values in csv_records(self.path, reader, line_base):
+            rows.append((start, values))
+            if reader.line_num >= n_lines:
+                break
+        return rows, reader.line_num
+
+
+def _csv_arrow_batch(
+    header: list[str], block: bytes, n_lines: int, line_base: int
+) -> RawBatch | None:
+    """A quote-free block of lines (LF ends, no CR, no NUL, no blank line, UTF-8) of a file whose
+    header keys are all good, split by Arrow's CSV reader (one line a record; outside the GIL).
+    None if Arrow's rows do not match the lines one for one (the caller splits the block)."""
+    width = len(header)
+    bad: list[tuple[int, str, str]] = []
+
+    def invalid(row: Any) -> str:
+        reason = f"{row.actual_columns} fields where the header has {width}"
+        bad.append((line_base + row.number, reason, row.text))
+        return "skip"
+
+    table = pa_csv.read_csv(
+        pa.BufferReader(block),
+        read_options=pa_csv.ReadOptions(
+            column_names=header, use_threads=False, block_size=len(block) + 1
+        ),
+        parse_options=pa_csv.ParseOptions(
+            quote_char=False,
+            escape_char=False,
+            double_quote=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
+            invalid_row_handler=invalid,
+        ),
+        # CSV has no null: an empty field is one.
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()),
+            null_values=[""],
+            strings_can_be_null=True,
+        ),
+    )
+    if len(table) + len(bad) != n_lines or any(line is None for line, _r, _t in bad):
+        return None
+    numbers = _numbers(line_base + 1, n_lines)
+    skipped = [line for line, _r, _t in bad]  # in line order
+    if skipped:
+        numbers = numbers.filter(pc.invert(pc.is_in(numbers, value_set=pa.array(skipped))))
+
+    def records(lines: list[int]) -> list[tuple[Any, str]]:
+        # A line's row: its place in the block less the rejected lines before it.
+        at = pa.array(
+            [n - line_base - 1 - bisect.bisect_left(skipped, n) for n in lines], pa.int64()
+        )
+        out: list[tuple[Any, str]] = []
+        for row in table.take(at).to_pylist():
+            values = ["" if row[k] is None else row[k] for k in header]
+            out.append((_csv_dict(header, values), ",".join(values)))
+        return out
+
+    columns = {key: table.column(key) for key in header}
+    frame = pa.table({"_line": numbers, "_pre_ok": _flags(True, len(numbers)), **columns})
+    return RawBatch(
+        frame,
+        list(header),
+        dict.fromkeys(header, "text"),
+        lambda line: records([line])[0],
+        bad,
+        records=records,
+    )
 
 
 def _csv_batch(

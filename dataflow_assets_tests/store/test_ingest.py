@@ -31,7 +31,10 @@ def rows(db: Path, sql: str = "SELECT * FROM events ORDER BY ingest_seq") -> lis
 
 def rejected(path: Path) -> list[dict]:
     target = path.with_name(path.name + ".rejected.ndjson")
-    return [json.loads(line) for line in target.read_text().splitlines()] if target.exists() else []
+    if not target.exists():
+        return []
+    # Lines end in "\n" only: str.splitlines would also split inside a raw U+0085 or U+2028.
+    return [json.loads(line) for line in target.read_text(encoding="utf-8").split("\n") if line]
 
 
 def test_ndjson_types_sequence_and_new_columns(tmp_path: Path) -> None:

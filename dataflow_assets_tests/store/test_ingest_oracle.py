@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import dataflow_assets.store.ingest_batch as ingest_batch
 import dataflow_assets.store.ingest_readers as readers
 from dataflow_assets.store.ingest import ingest_file
 from dataflow_assets.store.ingest_rows import ingest_file_rowwise, rejected_path_for
@@ -197,21 +198,20 @@ def _rejected(path: Path) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def small_batches(size: int, sample: int = readers.SAMPLE_LINES) -> Iterator[None]:
-    """Batches of about ``size`` rows; NDJSON blocks take their keys' forms from their first
-    ``sample`` lines (fewer than a block's lines: a key sampled as text gets other values)."""
-    saved = (readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS,
-             readers.SAMPLE_LINES)  # fmt: skip
-    readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS = (
-        size * 60,
-        size,
-        size,
-    )
+    """Batches of about ``size`` rows: NDJSON and CSV are read in blocks of ``BLOCK_BYTES`` of
+    whole lines (~``size`` lines here). NDJSON blocks take their keys' forms from their first
+    ``sample`` lines (fewer than a block's lines: a key sampled as text gets other values). New
+    keys' setters are looked for in a batch's first 2 rows, then in all of them."""
+    saved = (readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS, readers.SAMPLE_LINES,
+             ingest_batch.SETTER_PREFIX_ROWS)  # fmt: skip
+    readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS = size * 60, size
     readers.SAMPLE_LINES = sample
+    ingest_batch.SETTER_PREFIX_ROWS = 2
     try:
         yield
     finally:
-        (readers.BLOCK_BYTES, readers.CSV_BLOCK_LINES, readers.PARQUET_BATCH_ROWS,
-         readers.SAMPLE_LINES) = saved  # fmt: skip
+        (readers.BLOCK_BYTES, readers.PARQUET_BATCH_ROWS, readers.SAMPLE_LINES,
+         ingest_batch.SETTER_PREFIX_ROWS) = saved  # fmt: skip
 
 
 def assert_same_as_oracle(
