@@ -12,6 +12,11 @@ exported rows; sizes are the files written; ratios are ours / COPY of the median
     uv run python bench/export_bench.py --events 10000000 --contenders ours --runs 1
     uv run python bench/export_bench.py --events 10000000 --contenders ours --kind regeneration
     uv run python bench/export_bench.py --formats csv,json --levels 1,2,3   # gzip level trade-off
+    uv run python bench/export_bench.py --contenders ours,copy,polars   # + the work-alone table
+
+``polars`` is the naive polars script of export_e2e_bench.py (whole window in memory, split by
+hour, polars' writers, isal for gzip), timed inside its process like ours and COPY: the work
+alone, without start-up and imports (CPU per million events in the last table).
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ def child_ours(db: Path, out: Path, fmt: str, granularity: str, kind: str) -> di
             ),
         ]
         generation = Generation(flow.name, "regeneration", lo, hi, planned_at(), *keys)
+    import dataflow_assets.formats  # noqa: F401 - imports (polars, codecs) are not the work
+
     t0, c0 = time.perf_counter(), time.process_time()
     result = run_generation(flow, generation, db, LocalFolder(out), OUT / "staging")
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -80,6 +87,39 @@ def child_ours(db: Path, out: Path, fmt: str, granularity: str, kind: str) -> di
         "bytes": result.bytes,
         "files": len(result.files),
     }
+
+
+def child_polars(db: Path, out: Path, fmt: str, sql: str) -> dict:
+    """The naive polars script of export_e2e_bench.py, timed in-process after its imports: the
+    whole window read from the store into polars at once, split by hour, each hour written by
+    polars (CSV and NDJSON gzipped by isal at its default level; NDJSON keeps nulls)."""
+    import duckdb
+    import polars  # noqa: F401 - imported before timing, as .pl() needs it
+    from isal import igzip
+
+    rows_sql = re.match(r"COPY \((.*)\) TO '\$OUT'", sql, re.S)
+    assert rows_sql, sql
+    t0, c0 = time.perf_counter(), time.process_time()
+    con = duckdb.connect(str(db), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    df = con.sql(rows_sql.group(1)).pl()
+    con.close()
+    rows = 0
+    for (part,), frame in df.partition_by("_partition", as_dict=True).items():
+        frame = frame.drop("_partition")
+        rows += frame.height
+        folder = out / f"_partition={part}"
+        folder.mkdir(parents=True)
+        if fmt == "parquet":
+            frame.write_parquet(folder / "data.parquet", compression="zstd")
+            continue
+        text = frame.write_csv() if fmt == "csv" else frame.write_ndjson()
+        ext = "csv.gz" if fmt == "csv" else "json.gz"
+        (folder / f"data.{ext}").write_bytes(igzip.compress(text.encode()))
+    del df
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    size, files = dir_bytes(out)
+    return {"seconds": seconds, "cpu": cpu, "rows": rows, "bytes": size, "files": files}
 
 
 def child_copy(db: Path, out: Path, sql: str) -> dict:
@@ -196,7 +236,7 @@ def run_once(
         args.kind,
     ]
     env = {"DATAFLOW_GZIP_LEVEL": level} if level else {}
-    if contender == "copy":
+    if contender in ("copy", "polars"):
         base += ["--sql", sql]
     try:
         res = run_child(base, env)
@@ -235,7 +275,7 @@ def main() -> None:
     )
     parser.add_argument("--keep-store", action="store_true", help="keep bench/out/*.duckdb")
     # child mode
-    parser.add_argument("--child", choices=["ours", "copy"])
+    parser.add_argument("--child", choices=["ours", "copy", "polars"])
     parser.add_argument("--db", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--format", default="csv")
@@ -248,6 +288,10 @@ def main() -> None:
         return
     if args.child == "copy":
         print(json.dumps({**child_copy(args.db, args.out, args.sql), "peak_rss": peak_rss_self()}))
+        return
+    if args.child == "polars":
+        data = child_polars(args.db, args.out, args.format, args.sql)
+        print(json.dumps({**data, "peak_rss": peak_rss_self()}))
         return
 
     db = ensure_store(args.events, shape=args.shape)
@@ -341,6 +385,43 @@ def main() -> None:
         f"median of {args.runs}:"
     )
     print(table(header, rows))
+    if len(contenders) > 1 and levels == [None]:
+        print()
+        print("The export work alone, in-process: CPU seconds per million events in the store:")
+        print(work_table(results, formats, contenders, args.events))
+
+
+def work_table(
+    results: dict[tuple[str, str, str | None], list[dict]],
+    formats: list[str],
+    contenders: list[str],
+    events: int,
+) -> str:
+    """CPU per million events of each contender's work (timed inside its process, after its
+    imports), the ratios of COPY's and polars' to ours, and sizes against COPY's."""
+    header = ["format"]
+    header += [f"{c} CPU s/M" for c in contenders]
+    header += [f"{c} CPU / ours" for c in contenders if c != "ours"]
+    header += [f"{c} size / COPY" for c in contenders if c != "copy"]
+    header += [f"{c} peak RSS" for c in contenders]
+    rows = []
+    for fmt in formats:
+        runs = {c: results.get((c, fmt, None), []) for c in contenders}
+        cpu = {c: median([r["cpu"] for r in rs]) * 1e6 / events for c, rs in runs.items()}
+        size = {c: median([r["bytes"] for r in rs]) for c, rs in runs.items()}
+        line = [fmt, *(f"{cpu[c]:.2f}" for c in contenders)]
+        if "ours" in cpu:
+            line += [f"{cpu[c] / cpu['ours']:.2f}x" for c in contenders if c != "ours"]
+        else:
+            line += ["" for c in contenders if c != "ours"]
+        line += [
+            f"{size[c] / size['copy']:.3f}x" if "copy" in size else ""
+            for c in contenders
+            if c != "copy"
+        ]
+        line += [mib(median([r["peak_rss"] for r in runs[c]])) for c in contenders]
+        rows.append(line)
+    return table(header, rows)
 
 
 if __name__ == "__main__":
