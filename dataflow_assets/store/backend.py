@@ -18,14 +18,16 @@ The guarantees every store keeps:
 - ``reading()`` is short, takes no lock an ingest waits for (PostgreSQL), or only the file's
   lock for its own length (DuckDB: a writer's lock excludes readers of other processes).
 - ``writing()`` is one transaction serialized with appends (the landing ledger's writes).
-- ``fetch_batches`` returns a query's rows as Arrow record batches.
+- ``fetch_batches`` returns a query's rows as Arrow record batches; ``window_reads()`` gives a
+  ``fetch_batches`` for the many short reads of one window (each read as short as one
+  ``fetch_batches``, what they share set up once).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +46,10 @@ class Session(Protocol):
     with ``fetchone()`` and ``fetchall()`` (a DuckDB connection is one)."""
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> Any: ...
+
+
+#: ``fetch_batches(sql, parameters, batch_rows)``: a query's rows as Arrow record batches.
+FetchBatches = Callable[[str, Sequence[Any], int], "list[pa.RecordBatch]"]
 
 
 class Store(Protocol):
@@ -76,6 +82,11 @@ class Store(Protocol):
     def fetch_batches(
         self, sql: str, parameters: Sequence[Any], batch_rows: int
     ) -> list[pa.RecordBatch]: ...
+
+    def window_reads(self) -> AbstractContextManager[FetchBatches]:
+        """``fetch_batches`` for a window's slices: each call holds what one ``fetch_batches``
+        holds (DuckDB: the file's lock) for its own length only."""
+        ...
 
     def partition_start_sql(self, column: str, granularity: Granularity) -> str:
         """The start of the partition of a timestamp column, a timestamp with time zone."""

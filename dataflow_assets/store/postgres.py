@@ -455,6 +455,11 @@ class PostgresStore:
             cur.execute(numbered(sql), parameters=tuple(parameters) or None)
             return [b for b in cur.fetch_record_batch() if b.num_rows]
 
+    @contextmanager
+    def window_reads(self) -> Iterator[Callable[[str, Sequence[Any], int], list[pa.RecordBatch]]]:
+        """``fetch_batches`` itself: its connections are kept open already."""
+        yield self.fetch_batches
+
     def partition_epoch_sql(self, column: str, granularity: Granularity) -> str:
         # Partitions divide the day and start at midnight UTC, as DuckDB's time_bucket from
         # 2000-01-01 makes them: epoch seconds floored to the partition's length.

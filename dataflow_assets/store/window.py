@@ -1,12 +1,13 @@
 """Windowed reads: a generation's rows out of the store, slice by slice, grouped by partition.
 
 A window is ``(from_seq, to_seq]`` on the insertion sequence, in any store (``store.backend``:
-DuckDB or PostgreSQL). It is read in slices of insertion sequence, each with its own short
-read-only connection (a PostgreSQL read takes no lock at all), closed as soon as the slice's rows are in
-memory: a long export never holds the store's lock for more than one slice's read (ingestion
-waits at most that long), and no connection is open while files render or upload. A background
-thread reads the next slice while the current one renders, and at most two slices wait in
-memory, so memory stays bounded whatever the window's size.
+DuckDB or PostgreSQL). It is read in slices of insertion sequence, each holding the store's
+lock only while it reads (``Store.window_reads``: DuckDB attaches the file read-only for the
+slice and detaches it; a PostgreSQL read takes no lock at all): a long export never holds the
+store's lock for more than one slice's read (ingestion waits at most that long), and nothing
+holds it while files render or upload. A background thread reads the next slice while the
+current one renders, and at most two slices wait in memory, so memory stays bounded whatever
+the window's size.
 
 Within a slice, rows come in insertion order and each record batch is grouped by partition with
 a stable sort, so every partition sees its rows in insertion order, slice after slice: the split
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataflow_assets.partitions import Granularity
-from dataflow_assets.store.backend import Store, open_store
+from dataflow_assets.store.backend import FetchBatches, Store, open_store
 from dataflow_assets.store.location import StoreLocation
 from dataflow_assets.store.schema import PropertyType, quote
 
@@ -132,25 +133,29 @@ class StagedWindow:
             return False
 
         try:
-            lo = self.query.from_seq
-            size = min(FIRST_SLICE_SEQ, self.slice_seq)
-            while lo < self.query.to_seq and not stop.is_set():
-                hi = min(lo + size, self.query.to_seq)
-                batches = self._read_slice(lo, hi)
-                size = next_slice_seq(sum(b.nbytes for b in batches), hi - lo, self.slice_seq)
-                pieces = [p for batch in batches for p in self._split(batch)]
-                del batches  # the split copied what it regrouped: do not hold both copies
-                if not put((hi, pieces)):
-                    return
-                del pieces  # the consumer's now; not kept alive through the next read
-                lo = hi
+            store = open_store(self.db)
+            with store.window_reads() as fetch:
+                lo = self.query.from_seq
+                size = min(FIRST_SLICE_SEQ, self.slice_seq)
+                while lo < self.query.to_seq and not stop.is_set():
+                    hi = min(lo + size, self.query.to_seq)
+                    batches = self._read_slice(store, fetch, lo, hi)
+                    size = next_slice_seq(sum(b.nbytes for b in batches), hi - lo, self.slice_seq)
+                    pieces = [p for batch in batches for p in self._split(batch)]
+                    del batches  # the split copied what it regrouped: do not hold both copies
+                    if not put((hi, pieces)):
+                        return
+                    del pieces  # the consumer's now; not kept alive through the next read
+                    lo = hi
             put(None)
         except BaseException as exc:  # handed to the consumer, raised there
             put(exc)
 
-    def _read_slice(self, lo: int, hi: int) -> list[pa.RecordBatch]:
-        """The slice's rows, in insertion order, with their partition key (epoch seconds)."""
-        store = open_store(self.db)
+    def _read_slice(
+        self, store: Store, fetch: FetchBatches, lo: int, hi: int
+    ) -> list[pa.RecordBatch]:
+        """The slice's rows, in insertion order, with their partition key (epoch seconds), read
+        by ``fetch`` (the store's ``window_reads()``: the store's lock for this read only)."""
         query = self.query
         select = ", ".join(quote(name) for name, _ in self.columns)
         bucket = store.partition_epoch_sql("hit_time_utc", query.granularity)
@@ -164,7 +169,7 @@ class StagedWindow:
             # DuckDB's scan follows the physical insertion order (checked below, not trusted);
             # other engines promise no order without this.
             sql += " ORDER BY ingest_seq"
-        batches = store.fetch_batches(sql, [lo, hi, *params], BATCH_ROWS)
+        batches = fetch(sql, [lo, hi, *params], BATCH_ROWS)
         return _in_insertion_order(batches)
 
     def _split(self, batch: pa.RecordBatch) -> Iterator[tuple[dt.datetime, pa.RecordBatch]]:

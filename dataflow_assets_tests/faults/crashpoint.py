@@ -6,8 +6,8 @@ The crash tests start this as a child process with the test's DAGSTER_HOME, DATA
 and DATAFLOW_FLOWS_DIR. STAGE is where the process dies (SIGKILL, like ``kill -9`` or the OOM
 killer: no handler, no cleanup, no flush):
 
-- ``staging``: while staging the window out of the store, holding its K-th read-only DuckDB
-  connection (the store's file lock), with some slices already staged;
+- ``staging``: while staging the window out of the store, holding its K-th read of the DuckDB
+  store (a read-only connection or a slice's attach: the file's lock), with some slices staged;
 - ``files``: after K data files were put on the destination, half-way through the next one
   (local: half of it copied to its temporary name; sFTP: mid-upload; others: before it starts);
 - ``files_done``: every data file written, before the manifest;
@@ -81,8 +81,20 @@ def install(stage: str, k: int) -> None:
                     die()  # holding a read-only connection: the store's lock
                 yield con
 
+        attached = duckdb_store.attached
+
+        @contextmanager
+        def dying_attached(*args: Any, **kwargs: Any) -> Iterator[None]:
+            nonlocal opened
+            with attached(*args, **kwargs):
+                opened += 1
+                if opened == k:
+                    die()  # a slice's read, the store attached: the store's lock
+                yield
+
         def staging(db: Any, query: Any, folder: Any, slice_seq: int = STAGING_SLICE) -> Any:
             duckdb_store.connect = dying_connect  # the DuckDB store's reads
+            duckdb_store.attached = dying_attached  # the window's slices
             return stage_window(db, query, folder, slice_seq=STAGING_SLICE)
 
         generation.stage_window = staging  # type: ignore[assignment]
