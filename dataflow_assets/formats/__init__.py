@@ -3,21 +3,33 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pyarrow as pa
+#: polars' own allocator (jemalloc) gives freed pages back after 0.5 s (polars' default). The
+#: renderers free and allocate each member's text (MBs) many times a second, and every page
+#: came back as a page fault: 740k faults and 2.7 s of kernel CPU per million Piano-like NDJSON
+#: events, half of them gone with 10 s (bench/README.md). jemalloc reads this when polars loads,
+#: so it is set before polars is imported (here, unless it already is), and never over a value
+#: of the user's.
+POLARS_MALLOC_CONF = "dirty_decay_ms:10000,muzzy_decay_ms:10000"
+if "polars" not in sys.modules:
+    os.environ.setdefault("_RJEM_MALLOC_CONF", POLARS_MALLOC_CONF)
 
-from dataflow_assets.formats.base import (
+import pyarrow as pa  # noqa: E402 - after the allocator's settings
+
+from dataflow_assets.formats.base import (  # noqa: E402
     PLAIN,
     FormatHandler,
     FormatOptions,
     PartWriter,
     WrittenPart,
 )
-from dataflow_assets.formats.csv import CsvHandler
-from dataflow_assets.formats.ndjson import NdjsonHandler
-from dataflow_assets.formats.parquet import ParquetHandler
+from dataflow_assets.formats.csv import CsvHandler  # noqa: E402
+from dataflow_assets.formats.ndjson import NdjsonHandler  # noqa: E402
+from dataflow_assets.formats.parquet import ParquetHandler  # noqa: E402
 
 __all__ = [
     "PLAIN",

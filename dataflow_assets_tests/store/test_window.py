@@ -96,3 +96,30 @@ def test_narrow_rows_keep_the_largest_slices() -> None:
     assert next_slice_seq(100 * 1_000, 1_000) == window.SLICE_SEQ  # 100 bytes an event
     assert next_slice_seq(0, 1) == window.SLICE_SEQ  # nothing passed the filters
     assert next_slice_seq(10_000 * 1_000, 1_000) == window.FIRST_SLICE_SEQ  # 10 kB an event
+
+
+def test_a_writer_of_another_process_gets_the_duckdb_store_between_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window's slices share one DuckDB instance, which attaches the file for each slice's
+    read only: while a read slice waits to be rendered, another process opens the store
+    read-write at once (DuckDB: no retry), and the window still reads every row once."""
+    import subprocess
+    import sys
+    import time
+
+    db, events = _store(tmp_path, 2_000, width=10, db=tmp_path / "events.duckdb")
+    monkeypatch.setattr(window, "FIRST_SLICE_SEQ", 100)
+    staged = stage_window(db, WindowQuery(0, len(events), Granularity.HOUR, None), slice_seq=100)
+    pieces = staged.pieces()
+    ids = list(next(pieces)[1].column("event_id").to_pylist())
+    time.sleep(0.5)  # the reader has read the next slice and waits for it to be taken
+    writer = (
+        "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+        "con.execute('CREATE TABLE IF NOT EXISTS probe (x INTEGER)'); con.close()"
+    )
+    done = subprocess.run([sys.executable, "-c", writer, str(db)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for _start, piece in pieces:
+        ids.extend(piece.column("event_id").to_pylist())
+    assert Counter(ids) == Counter(range(1, 2_001))
