@@ -92,7 +92,8 @@ def child_ours(db: Path, out: Path, fmt: str, granularity: str, kind: str) -> di
 def child_polars(db: Path, out: Path, fmt: str, sql: str) -> dict:
     """The naive polars script of export_e2e_bench.py, timed in-process after its imports: the
     whole window read from the store into polars at once, split by hour, each hour written by
-    polars (CSV and NDJSON gzipped by isal at its default level; NDJSON keeps nulls)."""
+    polars (CSV and NDJSON gzipped by isal at its default level; NDJSON keeps nulls). ``sql``
+    is the CSV COPY statement: its rows, whatever ``fmt``."""
     import duckdb
     import polars  # noqa: F401 - imported before timing, as .pl() needs it
     from isal import igzip
@@ -236,8 +237,10 @@ def run_once(
         args.kind,
     ]
     env = {"DATAFLOW_GZIP_LEVEL": level} if level else {}
-    if contender in ("copy", "polars"):
+    if contender == "copy":
         base += ["--sql", sql]
+    elif contender == "polars":  # the rows COPY exports, not its NDJSON lines
+        base += ["--sql", copy_sql(db, "csv", args.granularity)]
     try:
         res = run_child(base, env)
         by_partition = partition_bytes(out)
