@@ -46,6 +46,10 @@ def commands(workspace: str, host: str, port: int, log_level: str = "warning") -
     ]
 
 
+#: Opens (and so creates) the instance of ``DAGSTER_HOME`` and its storages, then closes it.
+PREPARE_INSTANCE = "import dagster as dg\nwith dg.DagsterInstance.get():\n    pass\n"
+
+
 class DagsterServices:
     """The daemon and the webserver, started together, stopped together."""
 
@@ -60,10 +64,22 @@ class DagsterServices:
         cwd: Path | None = None,
     ) -> None:
         """Start both; their output goes to ``output`` (default: this terminal)."""
+        environment = dict(env if env is not None else os.environ)
+        # On a new DAGSTER_HOME both would create the instance's SQLite storages at once, and
+        # the loser dies on alembic's "UNIQUE constraint failed: alembic_version": make them
+        # first, once.
+        subprocess.run(
+            [sys.executable, "-c", PREPARE_INSTANCE],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
+            cwd=cwd,
+            check=True,
+        )
         self.processes = [
             subprocess.Popen(
                 cmd,
-                env=dict(env if env is not None else os.environ),
+                env=environment,
                 stdout=output,
                 stderr=subprocess.STDOUT if output is not None else None,
                 cwd=cwd,
