@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 #: polars' own allocator (jemalloc) gives freed pages back after 0.5 s (polars' default). The
 #: renderers free and allocate each member's text (MBs) many times a second, and every page
@@ -27,9 +29,11 @@ from dataflow_assets.formats.base import (  # noqa: E402
     PartWriter,
     WrittenPart,
 )
-from dataflow_assets.formats.csv import CsvHandler  # noqa: E402
-from dataflow_assets.formats.ndjson import NdjsonHandler  # noqa: E402
-from dataflow_assets.formats.parquet import ParquetHandler  # noqa: E402
+
+if TYPE_CHECKING:
+    from dataflow_assets.formats.csv import CsvHandler
+    from dataflow_assets.formats.ndjson import NdjsonHandler
+    from dataflow_assets.formats.parquet import ParquetHandler
 
 __all__ = [
     "PLAIN",
@@ -45,17 +49,38 @@ __all__ = [
     "part_writer",
 ]
 
+#: Each format's handler class, by the flow's ``format``: (module, class). Imported when first
+#: used: the text formats load polars (~0.2 CPU-s), which a Parquet export never needs.
+HANDLERS = {
+    "csv": ("csv", "CsvHandler"),
+    "json": ("ndjson", "NdjsonHandler"),
+    "parquet": ("parquet", "ParquetHandler"),
+}
+
+
+def _handler_class(fmt: str) -> type[FormatHandler]:
+    module, name = HANDLERS[fmt]
+    handler: type[FormatHandler] = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    return handler
+
+
+def __getattr__(name: str) -> Any:
+    """``CsvHandler``, ``NdjsonHandler``, ``ParquetHandler``, imported on first use."""
+    for fmt, (_module, cls) in HANDLERS.items():
+        if cls == name:
+            return _handler_class(fmt)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def default_handlers() -> dict[str, FormatHandler]:
     """Every format's handler, by the flow's ``format``."""
-    return {h.format: h for h in (CsvHandler(), NdjsonHandler(), ParquetHandler())}
+    return {fmt: _handler_class(fmt)() for fmt in HANDLERS}
 
 
 def handler_for(fmt: str) -> FormatHandler:
-    handler = default_handlers().get(fmt)
-    if handler is None:
+    if fmt not in HANDLERS:
         raise ValueError(f"unknown format {fmt!r}")
-    return handler
+    return _handler_class(fmt)()
 
 
 def part_writer(
