@@ -32,6 +32,8 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 from isal import igzip
 
+from dataflow_assets.arrow_pool import use_jemalloc_pool
+
 gzip_ng: ModuleType | None
 try:  # zlib-ng: zlib's format and levels at ~2x its speed (bench/README.md); optional
     from zlib_ng import gzip_ng
@@ -82,18 +84,10 @@ def gzip_member(data: Rendered, level: int) -> bytes:
 
 
 def use_fast_memory_pool() -> None:
-    """Arrow's jemalloc pool (the system's where the wheel has none), unless
-    ``ARROW_DEFAULT_MEMORY_POOL`` chose one. pyarrow's default, mimalloc, cost ~30% more CPU on
-    the export path here, most of it in the kernel (pages released and faulted back)."""
+    """The export's memory settings: glibc's malloc keeps large blocks (``reuse_large_blocks``)
+    and Arrow uses jemalloc (``arrow_pool.use_jemalloc_pool``)."""
     reuse_large_blocks()
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except NotImplementedError:
-        pool = pa.system_memory_pool()
-    if pa.default_memory_pool().backend_name != pool.backend_name:
-        pa.set_memory_pool(pool)
+    use_jemalloc_pool()
 
 
 #: glibc's ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.

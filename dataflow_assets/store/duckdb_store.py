@@ -9,8 +9,6 @@ an ATTACH + DETACH ~2 ms (0.1-0.4 CPU-s per million events exported, bench/READM
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,12 +20,7 @@ import pyarrow as pa
 
 from dataflow_assets.partitions import Granularity, sql_partition_start
 from dataflow_assets.store import schema
-from dataflow_assets.store.schema import (
-    PropertyType,
-    StoreBusyError,
-    _is_lock_conflict,
-    connect,
-)
+from dataflow_assets.store.schema import PropertyType, connect, retry_locked
 from dataflow_assets.store.window import privacy_clause
 
 
@@ -122,22 +115,9 @@ def attached(
         with connect(path, read_only=True, timeout_s=timeout_s):
             pass
     literal = "'" + str(path).replace("'", "''") + "'"
-    deadline = time.monotonic() + timeout_s
-    delay = 0.02
-    while True:
-        try:
-            con.execute(f"ATTACH {literal} AS {ATTACHED} (READ_ONLY)")
-            break
-        except duckdb.IOException as exc:
-            if not _is_lock_conflict(exc) or time.monotonic() > deadline:
-                if _is_lock_conflict(exc):
-                    raise StoreBusyError(
-                        f"event store {path} stayed locked by another process for "
-                        f"{timeout_s:.0f} s: {exc}"
-                    ) from exc
-                raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.5)
+    retry_locked(
+        path, timeout_s, lambda: con.execute(f"ATTACH {literal} AS {ATTACHED} (READ_ONLY)")
+    )
     try:
         con.execute(f"USE {ATTACHED}")
         yield

@@ -27,7 +27,6 @@ Public API: ``ingest_file(db, path, progress=None) -> IngestResult``.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ from typing import IO
 
 import pyarrow as pa
 
+from dataflow_assets.arrow_pool import use_jemalloc_pool
 from dataflow_assets.store.backend import postgres_store
 from dataflow_assets.store.ingest_batch import (
     FileTypes,
@@ -85,7 +85,7 @@ def ingest_file(
     the rejected-rows file (None when nothing was rejected). Raises ``UnreadableFile`` (nothing
     loaded) for a file that cannot be read to its end, ``ValueError`` for an unknown extension.
     """
-    use_fast_memory_pool()
+    use_jemalloc_pool()
     if is_postgres(db):  # the same reading and typing, appended through the PostgreSQL store
         from dataflow_assets.store import postgres_ingest
 
@@ -113,22 +113,6 @@ def ingest_file(
         new_properties=sorted(types.new),
         rejected_path=rejected_path_for(path) if rejected else None,
     )
-
-
-def use_fast_memory_pool() -> None:
-    """Arrow's jemalloc pool (the system's where the wheel has none), unless
-    ``ARROW_DEFAULT_MEMORY_POOL`` chose one: pyarrow's default, mimalloc, cost 0.1-0.3 CPU s more
-    per 500k events here, in the kernel (pages released and faulted back), and ~40 MiB more
-    peak. The export's ``formats.base.use_fast_memory_pool`` does the same; importing it would
-    import the formats (polars: ~0.1 s) into ``dataflow ingest``."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except NotImplementedError:
-        pool = pa.system_memory_pool()
-    if pa.default_memory_pool().backend_name != pool.backend_name:
-        pa.set_memory_pool(pool)
 
 
 #: A store's own rule on typed rows: ``table`` (``_line`` + typed columns) -> the rows it

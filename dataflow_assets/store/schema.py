@@ -22,15 +22,17 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class PropertyType(StrEnum):
@@ -138,6 +140,26 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+def retry_locked(path: Path, timeout_s: float, attempt: Callable[[], T]) -> T:
+    """``attempt()`` (opening or attaching the store at ``path``), again with backoff while
+    another process holds the file's lock; ``StoreBusyError`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return attempt()
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc) or time.monotonic() > deadline:
+                if _is_lock_conflict(exc):
+                    raise StoreBusyError(
+                        f"event store {path} stayed locked by another process for "
+                        f"{timeout_s:.0f} s: {exc}"
+                    ) from exc
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+
 @contextmanager
 def connect(
     path: Path, *, read_only: bool, timeout_s: float = 120.0
@@ -159,22 +181,7 @@ def connect(
         # Readers of a store that was never written see an empty one.
         with connect(path, read_only=False, timeout_s=timeout_s):
             pass
-    deadline = time.monotonic() + timeout_s
-    delay = 0.02
-    while True:
-        try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            break
-        except duckdb.IOException as exc:
-            if not _is_lock_conflict(exc) or time.monotonic() > deadline:
-                if _is_lock_conflict(exc):
-                    raise StoreBusyError(
-                        f"event store {path} stayed locked by another process for "
-                        f"{timeout_s:.0f} s: {exc}"
-                    ) from exc
-                raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.5)
+    con = retry_locked(path, timeout_s, lambda: duckdb.connect(str(path), read_only=read_only))
     if not read_only and _inode(path) != before and retired_path(path).exists():
         # The file opened is not the one looked at: the move retired that one while this
         # connection waited, and DuckDB just created this one. Take it back.

@@ -158,18 +158,15 @@ def test_the_store_is_not_locked_by_a_process_killed_while_reading_it(
     assert time.monotonic() - started < 1
 
 
-def test_the_next_schedule_tick_recovers_a_killed_generation(deployment: Deployment) -> None:
-    """The schedule's tick, not ``dataflow export``, finds the dead run and retries its window."""
-    d = deployment
-    d.ingest(traffic(FIRST))
-    flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
-    d.crash("files", 5, "export", "crashy", "--via-dagster")
-    d.ingest(traffic(LATER, first=1001))
+def run_schedule_ticks(d: Deployment, flow: FlowSpec, ticks: int) -> list[dg.RunRequest]:
+    """Up to ``ticks`` ticks of ``flow``'s schedule, each request run as the daemon would
+    (minus the process boundary), each run a success; the requests, in order."""
     defs = build_definitions(load_flows(), d.db)
-    schedule = defs.resolve_schedule_def("crashy_schedule")
+    schedule = defs.resolve_schedule_def(f"{flow.key_prefix}_schedule")
     job = defs.resolve_job_def(job_name(flow))
+    requests = []
     with d.instance() as instance:
-        for _ in range(3):
+        for _ in range(ticks):
             with dg.build_schedule_context(
                 instance=instance, resources={"store": EventStore(db_path=str(d.db))}
             ) as context:
@@ -177,11 +174,22 @@ def test_the_next_schedule_tick_recovers_a_killed_generation(deployment: Deploym
             if not tick.run_requests:
                 break
             request = tick.run_requests[0]
-            # What the daemon does with the request, minus the process boundary.
+            requests.append(request)
             run = job.execute_in_process(
                 instance=instance, tags={**request.tags, **process_tags()}, raise_on_error=False
             )
             assert run.success
+    return requests
+
+
+def test_the_next_schedule_tick_recovers_a_killed_generation(deployment: Deployment) -> None:
+    """The schedule's tick, not ``dataflow export``, finds the dead run and retries its window."""
+    d = deployment
+    d.ingest(traffic(FIRST))
+    flow = d.write_flow("crashy", partitioning="quarter_hour", max_rows_per_file=25)
+    d.crash("files", 5, "export", "crashy", "--via-dagster")
+    d.ingest(traffic(LATER, first=1001))
+    run_schedule_ticks(d, flow, 3)
     result = check_recovered(d, d.out, flow, "files", {})
     assert len(result.leftovers) == 1
 
@@ -314,24 +322,7 @@ def test_the_next_schedule_tick_retries_a_killed_exports_pending_window(
     d.crash("files", 5, "export", "crashy")
     killed = pending_after_crash(d, "files")
     d.ingest(traffic(LATER, first=1001))
-    defs = build_definitions(load_flows(), d.db)
-    schedule = defs.resolve_schedule_def("crashy_schedule")
-    job = defs.resolve_job_def(job_name(flow))
-    requests = []
-    with d.instance() as instance:
-        for _ in range(4):
-            with dg.build_schedule_context(
-                instance=instance, resources={"store": EventStore(db_path=str(d.db))}
-            ) as context:
-                tick = schedule.evaluate_tick(context)
-            if not tick.run_requests:
-                break
-            request = tick.run_requests[0]
-            requests.append(request)
-            run = job.execute_in_process(
-                instance=instance, tags={**request.tags, **process_tags()}, raise_on_error=False
-            )
-            assert run.success
+    requests = run_schedule_ticks(d, flow, 4)
     assert requests[0].tags[tags.GENERATION] == tags.generation_value(
         killed.from_seq, killed.to_seq, killed.planned_at
     )
