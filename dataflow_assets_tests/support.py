@@ -96,6 +96,15 @@ class Harness:
         return export_flow(defs, self.instance, flow, self.db)
 
 
+def rejected(path: Path) -> list[dict[str, Any]]:
+    """The rows ``dataflow ingest`` rejected from ``path`` (its ``.rejected.ndjson``), in order.
+    Lines end in "\n" only: ``str.splitlines`` would also split inside a raw U+0085 or U+2028."""
+    target = path.with_name(path.name + ".rejected.ndjson")
+    if not target.exists():
+        return []
+    return [json.loads(line) for line in target.read_text(encoding="utf-8").split("\n") if line]
+
+
 def store_sql(db: StoreLocation, *statements: str) -> None:
     """Run ``statements`` on the store with an independent client (DuckDB for a file,
     psycopg2 for a PostgreSQL URL), committed: to make a store as older versions left it."""

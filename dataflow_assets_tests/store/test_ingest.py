@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from dataflow_assets.cli import main
 from dataflow_assets.store.ingest import ingest_file
-from dataflow_assets_tests.support import event, write_ndjson
+from dataflow_assets_tests.support import event, rejected, write_ndjson
 
 T = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
 
@@ -27,14 +27,6 @@ def rows(db: Path, sql: str = "SELECT * FROM events ORDER BY ingest_seq") -> lis
         return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
     finally:
         con.close()
-
-
-def rejected(path: Path) -> list[dict]:
-    target = path.with_name(path.name + ".rejected.ndjson")
-    if not target.exists():
-        return []
-    # Lines end in "\n" only: str.splitlines would also split inside a raw U+0085 or U+2028.
-    return [json.loads(line) for line in target.read_text(encoding="utf-8").split("\n") if line]
 
 
 def test_ndjson_types_sequence_and_new_columns(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 import dataflow_assets.store.ingest_batch as ingest_batch
 import dataflow_assets.store.ingest_readers as readers
 from dataflow_assets.store.ingest import ingest_file
-from dataflow_assets.store.ingest_rows import ingest_file_rowwise, rejected_path_for
+from dataflow_assets.store.ingest_rows import ingest_file_rowwise
+from dataflow_assets_tests.support import rejected
 
 KEYS = ["hit_time_utc", "event_id", "site_id", "page", "n", "amount", "flag", "at",
         "visitor_privacy_consent", "Bad"]  # fmt: skip
@@ -189,13 +190,6 @@ def _norm(value: Any) -> Any:
     return "nan" if isinstance(value, float) and math.isnan(value) else value
 
 
-def _rejected(path: Path) -> list[dict[str, Any]]:
-    target = rejected_path_for(path)
-    if not target.exists():
-        return []
-    return [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
-
-
 @contextlib.contextmanager
 def small_batches(size: int, sample: int = readers.SAMPLE_LINES) -> Iterator[None]:
     """Batches of about ``size`` rows: NDJSON and CSV are read in blocks of ``BLOCK_BYTES`` of
@@ -239,7 +233,7 @@ def assert_same_as_oracle(
                                     result.last_seq, result.new_properties)  # fmt: skip
                 except Exception as exc:  # an unreadable file: both must refuse it
                     summary = type(exc).__name__, str(exc).replace(str(folder / label), "")
-            outcome.append((summary, _store(db), _rejected(path)))
+            outcome.append((summary, _store(db), rejected(path)))
         (rows_summary, rows_store, rows_bad), (batch_summary, batch_store, batch_bad) = outcome
         assert batch_bad == rows_bad
         assert batch_summary == rows_summary

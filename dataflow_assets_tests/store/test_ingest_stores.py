@@ -21,7 +21,7 @@ from dataflow_assets.store import postgres_ingest
 from dataflow_assets.store.ingest import ingest_file
 from dataflow_assets.store.location import StoreLocation, is_postgres
 from dataflow_assets.store.postgres import Append
-from dataflow_assets_tests.support import event, write_ndjson
+from dataflow_assets_tests.support import event, rejected, write_ndjson
 
 T = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
 
@@ -41,11 +41,6 @@ def rows(db: StoreLocation, sql: str = "SELECT * FROM events ORDER BY ingest_seq
     with duckdb.connect(str(db), read_only=True) as duck:
         rel = duck.sql(sql)
         return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
-
-
-def rejected(path: Path) -> list[dict]:
-    target = path.with_name(path.name + ".rejected.ndjson")
-    return [json.loads(line) for line in target.read_text().splitlines()] if target.exists() else []
 
 
 def test_types_sequence_and_new_columns(store: StoreLocation, tmp_path: Path) -> None:
