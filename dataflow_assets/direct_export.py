@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +34,10 @@ from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import (
     GenerationResult,
     Progress,
-    _remove_dead_workdirs,
     deliver_staged,
+    new_workdir,
     stage_generation,
+    staging_dir,
 )
 from dataflow_assets.live_plan import LivePlan, Skip, plan_live
 from dataflow_assets.locks import flow_file_lock
@@ -69,13 +68,6 @@ class DirectOutcome:
     plan: LivePlan | None = None
     attempt: int = 0
     result: GenerationResult | None = None
-
-
-def staging_root() -> Path:
-    """Where a generation renders its parts: the staging folder of the Dagster runs
-    (``io_managers.staging.default_staging_dir``, which imports Dagster)."""
-    default = Path(tempfile.gettempdir()) / "dataflow-staging"
-    return Path(os.environ.get("DATAFLOW_STAGING_DIR", default))
 
 
 def _open(flow: FlowSpec) -> Destination:
@@ -155,11 +147,7 @@ def _write(
     """The generation's files on the destination, as the flow's IO manager writes them."""
     generation = plan.generation
     destination.check_folder(generation.folder(flow))
-    root = staging_root()
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_dead_workdirs(root, flow.name)  # a killed export's parts
-    # The owner's pid in the name: a later export removes the folder of a process that was killed.
-    workdir = Path(tempfile.mkdtemp(prefix=f"dataflow-{flow.name}-@{os.getpid()}-", dir=root))
+    workdir = new_workdir(flow, staging_dir())
     staged = stage_generation(flow, generation, db)
     return deliver_staged(flow, generation, staged, destination, workdir, progress=progress)
 
@@ -180,8 +168,4 @@ def _report(
             publish(flow, result, destination)
         elif state is not LiveState.NEW:
             result.already_delivered = True
-    if result.report_path and not result.already_delivered:
-        # Read back as the Dagster path's caller does: the record now ends with this report
-        # (and this process's later reads of it start there).
-        read_record(flow, destination, result.report_path)
     return result

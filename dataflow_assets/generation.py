@@ -354,6 +354,24 @@ def _remove_dead_workdirs(staging_root: Path, flow_name: str) -> None:
             pass
 
 
+def staging_dir() -> Path:
+    """``DATAFLOW_STAGING_DIR``, where generations render their parts (the system's temporary
+    folder's ``dataflow-staging`` by default)."""
+    default = Path(tempfile.gettempdir()) / "dataflow-staging"
+    return Path(os.environ.get("DATAFLOW_STAGING_DIR", default))
+
+
+def new_workdir(flow: FlowSpec, staging_root: Path | None) -> Path:
+    """A new folder to render ``flow``'s parts in, under ``staging_root`` (the system's
+    temporary folder if None), once the folders of killed processes are gone. The owner's pid
+    is in the name, so that a later generation removes the folder of a process that was
+    killed."""
+    if staging_root is not None:
+        staging_root.mkdir(parents=True, exist_ok=True)
+        _remove_dead_workdirs(staging_root, flow.name)
+    return Path(tempfile.mkdtemp(prefix=f"dataflow-{flow.name}-@{os.getpid()}-", dir=staging_root))
+
+
 def run_generation(
     flow: FlowSpec,
     generation: Generation,
@@ -366,13 +384,7 @@ def run_generation(
     from dataflow_assets.formats.base import use_fast_memory_pool
 
     use_fast_memory_pool()
-    if staging_root is not None:
-        staging_root.mkdir(parents=True, exist_ok=True)
-        _remove_dead_workdirs(staging_root, flow.name)
-    # The owner's pid in the name: a later run removes the folder of a process that was killed.
-    workdir = Path(
-        tempfile.mkdtemp(prefix=f"dataflow-{flow.name}-@{os.getpid()}-", dir=staging_root)
-    )
+    workdir = new_workdir(flow, staging_root)
     staged = stage_window(db, generation.query(flow), workdir / "stage")
     return deliver_staged(flow, generation, staged, destination, workdir, progress=progress)
 

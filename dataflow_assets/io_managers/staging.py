@@ -12,18 +12,17 @@ import contextlib
 import os
 import shutil
 import socket
-import tempfile
 from pathlib import Path
 
 import dagster as dg
+
+from dataflow_assets.generation import staging_dir
 
 OWNER = "owner"
 
 
 def default_staging_dir() -> Path:
-    return Path(
-        os.environ.get("DATAFLOW_STAGING_DIR", Path(tempfile.gettempdir()) / "dataflow-staging")
-    )
+    return staging_dir()
 
 
 def run_folder(runs_dir: Path, run_id: str) -> Path:
