@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import logging
 import os
 import signal
@@ -671,6 +672,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The cyclic garbage collector's first threshold for the CLI (Python's default: 700).
+GC_THRESHOLD = 50_000
+
+
+def _fewer_collections() -> None:
+    """Run the cyclic garbage collector less often: a command imports tens of thousands of
+    objects (Dagster, DuckDB, pyarrow, polars, pydantic), nearly none of them garbage, and
+    the default threshold collected them over and over (~1.5% of a 1M-event export's CPU).
+    Memory is reference-counted all the same; only cycles wait longer."""
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, second, third)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dataflow_assets.consumer.commands import register
 
@@ -811,6 +825,7 @@ def _ingest_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _fewer_collections()
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     logging.basicConfig(
         level=os.environ.get("DATAFLOW_LOG_LEVEL", "WARNING"),

@@ -9,9 +9,9 @@ holds it while files render or upload. A background thread reads the next slice 
 current one renders, and at most two slices wait in memory, so memory stays bounded whatever
 the window's size.
 
-Within a slice, rows come in insertion order and each record batch is grouped by partition with
-a stable sort, so every partition sees its rows in insertion order, slice after slice: the split
-into parts is a function of the window alone.
+Within a slice, rows come in insertion order and each record batch is grouped by partition
+(``StagedWindow._split``) so that every partition sees its rows in insertion order, slice after
+slice: the split into parts is a function of the window alone.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class StagedWindow:
 
     def pieces(self) -> Iterator[tuple[dt.datetime, pa.RecordBatch]]:
         """Every row of the window once: slices in insertion order, each slice's batches
-        grouped by partition (partition start ascending within a batch)."""
+        grouped by partition (each partition's rows in insertion order)."""
         slices: queue.Queue[_Slice | BaseException | None] = queue.Queue(maxsize=1)
         stop = threading.Event()
         reader = threading.Thread(
@@ -173,6 +173,13 @@ class StagedWindow:
         return _in_insertion_order(batches)
 
     def _split(self, batch: pa.RecordBatch) -> Iterator[tuple[dt.datetime, pa.RecordBatch]]:
+        """The batch's rows as ``(partition start, rows)`` pieces, each partition's rows in
+        insertion order (a partition may get two pieces of one batch, in that order).
+
+        Events mostly arrive in time order, so nearly every row belongs to the latest partition
+        seen so far in the batch: those rows are in partition order already, and are cut into
+        runs. Only the others (late events, ~2% here) are sorted, with a stable sort: copying a
+        few rows instead of sorting every column of every row (~1/3 of the split's CPU)."""
         keys = batch.column(_PARTITION)
         data = batch.drop_columns([_PARTITION, _SEQ])
         if data.schema != self.schema:
@@ -181,10 +188,25 @@ class StagedWindow:
         if low == high:
             yield self._start(low.as_py()), data
             return
-        # A stable sort keeps insertion order inside each partition.
-        order = pc.sort_indices(keys)
-        keys, data = keys.take(order), data.take(order)
+        in_order = pc.equal(keys, pc.cumulative_max(keys))
+        if pc.all(in_order).as_py():
+            yield from self._runs(keys, data)
+            return
+        # A late row of partition P comes after a row of a later partition, hence after every
+        # in-order row of P: P's in-order rows, then its late rows, keep insertion order.
+        yield from self._runs(keys.filter(in_order), data.filter(in_order))
+        late = pc.invert(in_order)
+        keys, data = keys.filter(late), data.filter(late)
+        order = pc.sort_indices(keys)  # stable: insertion order within each partition
+        yield from self._runs(keys.take(order), data.take(order))
+
+    def _runs(
+        self, keys: pa.Array, data: pa.RecordBatch
+    ) -> Iterator[tuple[dt.datetime, pa.RecordBatch]]:
+        """Rows whose ``keys`` are in ascending order, one slice per partition."""
         n = len(keys)
+        if n == 0:
+            return
         changed = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
         cuts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist()), n]
         for a, b in itertools.pairwise(cuts):

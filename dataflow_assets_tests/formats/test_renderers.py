@@ -373,3 +373,36 @@ def test_parquet_parts_hold_no_open_file_between_row_groups(
             i * 100 + k for k in range(20)
         ]
         assert written[i].bytes == path.stat().st_size
+
+
+def test_parquet_dictionary_encodes_what_repeats_and_writes_the_rest_plain(
+    tmp_path: Path,
+) -> None:
+    """A column of mostly distinct values (URLs, ids) is written plain, one that repeats as a
+    dictionary, judged on the part's own rows; both read back as they were."""
+    n = 5_000
+    table = pa.table(
+        {
+            "event_id": pa.array(range(n), pa.int64()),
+            "page": [f"https://shop.example/p/{i}" for i in range(n)],
+            "src": [("direct", "search", "social")[i % 3] for i in range(n)],
+            "visit_id": pa.array([i // 3 for i in range(n)], pa.int64()),
+            "cart_quantity": pa.array([i % 4 for i in range(n)], pa.int64()),
+        }
+    )
+    path = tmp_path / "part.parquet"
+    with ThreadPoolExecutor(2) as pool:
+        writer = part_writer("parquet", path, table.schema, pool, FormatOptions())
+        for piece in table.to_batches(max_chunksize=1_000):
+            writer.write(piece)
+        writer.close()
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {
+        group.column(i).path_in_schema: set(group.column(i).encodings)
+        for i in range(group.num_columns)
+    }
+    dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+    assert encodings["src"] & dictionary and encodings["cart_quantity"] & dictionary
+    assert not encodings["page"] & dictionary and not encodings["visit_id"] & dictionary
+    assert pq.read_table(path).equals(table)
+    assert duckdb.sql(f"SELECT count(DISTINCT page) FROM '{path}'").fetchall() == [(n,)]

@@ -17,6 +17,7 @@ from dataflow_assets.partitions import Granularity, partition_start
 from dataflow_assets.store import window
 from dataflow_assets.store.ingest import ingest_file
 from dataflow_assets.store.location import StoreLocation
+from dataflow_assets.store.schema import PropertyType
 from dataflow_assets.store.window import WindowQuery, next_slice_seq, stage_window
 from dataflow_assets_tests.support import event, write_ndjson
 
@@ -123,3 +124,32 @@ def test_a_writer_of_another_process_gets_the_duckdb_store_between_slices(
     for _start, piece in pieces:
         ids.extend(piece.column("event_id").to_pylist())
     assert Counter(ids) == Counter(range(1, 2_001))
+
+
+@given(hours=st.lists(st.integers(0, 5), min_size=1, max_size=300))
+def test_the_split_gives_each_partition_its_rows_in_insertion_order(hours: list[int]) -> None:
+    """Whatever the mix of in-order and late rows in a batch (``_split`` sorts only the rows
+    behind the latest partition seen): each partition's rows, gathered piece after piece, are
+    exactly those of a stable sort by partition, in insertion order."""
+    starts = [T0 + dt.timedelta(hours=h) for h in hours]
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "event_id": list(range(len(hours))),
+            window._PARTITION: [int(s.timestamp()) for s in starts],
+            window._SEQ: list(range(1, len(hours) + 1)),
+        }
+    )
+    staged = window.StagedWindow(
+        Path("unused.duckdb"),  # never opened: _split reads no store
+        WindowQuery(0, len(hours), Granularity.HOUR, None),
+        [("event_id", PropertyType.INTEGER)],
+        {},
+    )
+    got: dict[dt.datetime, list[int]] = {}
+    for start, piece in staged._split(batch):
+        assert piece.num_rows > 0
+        got.setdefault(start, []).extend(piece.column("event_id").to_pylist())
+    want: dict[dt.datetime, list[int]] = {}
+    for i, start in enumerate(starts):
+        want.setdefault(start, []).append(i)
+    assert got == want
