@@ -56,8 +56,9 @@ MEMBER_ROWS = 32_768
 MEMBER_BYTES = 8 * 2**20
 #: The fewest rows a member is made of (unless a part ends first).
 MIN_MEMBER_ROWS = 1_024
-#: Budget of rows waiting in the buffers of a pool's writers (small pieces, row groups).
-BUFFER_BYTES = 192 * 2**20
+#: Budget of rows waiting in the buffers of a pool's writers (small pieces, row groups); see
+#: ``store.window.SLICE_BYTES`` for what it weighs in an export's peak memory.
+BUFFER_BYTES = 128 * 2**20
 
 Rendered: TypeAlias = bytes | bytearray | memoryview
 Rows: TypeAlias = pa.RecordBatch | pa.Table

@@ -36,10 +36,12 @@ from dataflow_assets.store.schema import PropertyType, quote
 
 #: At most this many insertion sequences per slice: one short read-only connection each.
 SLICE_SEQ = 262_144
-#: Arrow bytes a slice aims at: ~185,000 events of 23 short properties, ~75,000 of 52 Piano-like
+#: Arrow bytes a slice aims at: ~125,000 events of 23 short properties, ~50,000 of 52 Piano-like
 #: ones. Slice sizes follow the rows' measured width so that wide rows do not multiply memory
-#: (fixed slices of 262,144 events took a 10M-event Piano-like NDJSON generation to 1 GiB).
-SLICE_BYTES = 48 * 2**20
+#: (fixed slices of 262,144 events took a 10M-event Piano-like NDJSON generation to 1 GiB; with
+#: 48 MiB slices and 192 MiB of buffered rows ``dataflow export`` of it peaked at 1,051 MiB, with
+#: 32 MiB and 128 MiB at 832 MiB, for the same CPU: bench/README.md).
+SLICE_BYTES = 32 * 2**20
 #: The first slice of a window, read before its rows' width is known, and the smallest one.
 FIRST_SLICE_SEQ = 16_384
 #: Rows per Arrow record batch read out of DuckDB (the unit of the partition split).
