@@ -39,11 +39,9 @@ from dataflow_assets.generation import (
     stage_generation,
     staging_dir,
 )
-from dataflow_assets.live_plan import LivePlan, Skip, plan_live
+from dataflow_assets.live_plan import LivePlan, Skip, no_partition_yet, plan_live
 from dataflow_assets.locks import flow_file_lock
-from dataflow_assets.partitions import has_partitions
 from dataflow_assets.pending_attempt import clear_pending, read_pending, write_pending
-from dataflow_assets.store.backend import open_store
 from dataflow_assets.store.location import StoreLocation
 
 log = logging.getLogger(__name__)
@@ -98,15 +96,13 @@ def export_direct(
     nothing written) and ``ExportFailed`` when the planned generation failed (nothing reported).
     """
     now = now or dt.datetime.now(dt.UTC)
-    if not has_partitions(flow.start_date, now):
-        return DirectOutcome(
-            flow.name, skipped=f"{flow.name} starts on {flow.start_date}: it has no partition yet"
-        )
+    too_early = no_partition_yet(flow, now)
+    if too_early:
+        return DirectOutcome(flow.name, skipped=too_early)
     with flow_file_lock(home, flow, ".lock"), _open(flow) as destination:
-        record = read_record(flow, destination, quick_export.read_hint(home, flow), now=now)
-        store = open_store(db).store_id()
-        record.check_store(store, adopt=adopt)
-        quick_export.write_hint(home, flow, record.last.path if record.last else None)
+        record, _, store = quick_export.checked_record(
+            home, flow, destination, db, adopt=adopt, now=now
+        )
         # Under the lock, a pending attempt is a dead process's (or this one's, failed).
         pending = read_pending(home, flow)
         retries = []

@@ -23,9 +23,18 @@ from dataclasses import dataclass
 from dataflow_assets.delivery_record import DeliveryRecord, LiveState
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
+from dataflow_assets.partitions import has_partitions
 from dataflow_assets.store.backend import open_store
 from dataflow_assets.store.location import StoreLocation
 from dataflow_assets.store.window import count_window
+
+
+def no_partition_yet(flow: FlowSpec, now: dt.datetime) -> str | None:
+    """Why ``flow`` has nothing to export at ``now`` when its first partition has not begun
+    (events ahead of our clock may already be in the store: they wait for its partitions)."""
+    if has_partitions(flow.start_date, now):
+        return None
+    return f"{flow.name} starts on {flow.start_date}: it has no partition yet"
 
 
 @dataclass(frozen=True)

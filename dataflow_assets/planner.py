@@ -30,9 +30,8 @@ from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
-from dataflow_assets.live_plan import Skip, plan_live
+from dataflow_assets.live_plan import Skip, no_partition_yet, plan_live
 from dataflow_assets.partitions import (
-    has_partitions,
     partition_key,
     partition_start,
     partitions_back,
@@ -130,9 +129,9 @@ def plan_generation(
     record cannot be read: nothing is planned blind.
     """
     now = now or dt.datetime.now(dt.UTC)
-    if not has_partitions(flow.start_date, now):
-        # Events ahead of our clock may already be in the flow: they wait for its partitions.
-        return Skip(f"{flow.name} starts on {flow.start_date}: it has no partition yet")
+    too_early = no_partition_yet(flow, now)
+    if too_early:
+        return Skip(too_early)
     in_flight = runs_in_flight(instance, flow)
     if in_flight:
         return Skip(

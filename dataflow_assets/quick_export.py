@@ -26,7 +26,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataflow_assets.delivery_record import RecordError, read_record
+from dataflow_assets import live_plan
+from dataflow_assets.delivery_record import DeliveryRecord, RecordError, read_record
 from dataflow_assets.destinations.base import Destination, DestinationError
 from dataflow_assets.flow import (
     FlowSpec,
@@ -36,8 +37,7 @@ from dataflow_assets.flow import (
     SftpDestination,
 )
 from dataflow_assets.generation import Generation
-from dataflow_assets.partitions import has_partitions
-from dataflow_assets.store.backend import open_store
+from dataflow_assets.store.backend import Store, open_store
 from dataflow_assets.store.location import StoreLocation
 from dataflow_assets.store.window import count_window
 
@@ -88,6 +88,27 @@ def write_hint(home: Path, flow: FlowSpec, report: str | None) -> None:
     os.replace(tmp, target)
 
 
+def checked_record(
+    home: Path,
+    flow: FlowSpec,
+    destination: Destination,
+    db: StoreLocation,
+    *,
+    adopt: bool = False,
+    now: dt.datetime | None = None,
+) -> tuple[DeliveryRecord, Store, str]:
+    """The flow's delivery record on the (open) ``destination``, read from the hint, checked
+    against the store it was delivered from (``adopt``: a moved store takes over), and the hint
+    updated: ``(record, store, store id)``. Raises ``DestinationError`` when the destination
+    cannot be listed, ``RecordError`` when the record is unreadable or another store's."""
+    record = read_record(flow, destination, read_hint(home, flow), now=now)
+    store = open_store(db)
+    store_id = store.store_id()
+    record.check_store(store_id, adopt=adopt)
+    write_hint(home, flow, record.last.path if record.last else None)
+    return record, store, store_id
+
+
 @dataclass(frozen=True)
 class Quick:
     """The quick path's verdict: ``skip`` (a reason) or ``error`` (the record's message, the
@@ -108,21 +129,16 @@ def quick_verdict(
     """Whether ``flow`` has nothing to export, decided from its destination and the store
     alone. Call it under the flow's lock (``export.flow_lock``), as the planner is."""
     now = now or dt.datetime.now(dt.UTC)
-    if not has_partitions(flow.start_date, now):
-        return Quick(skip=f"{flow.name} starts on {flow.start_date}: it has no partition yet")
+    too_early = live_plan.no_partition_yet(flow, now)
+    if too_early:
+        return Quick(skip=too_early)
     try:
         with plain_destination(flow) as destination:
-            record = read_record(flow, destination, read_hint(home, flow), now=now)
+            record, store, _ = checked_record(home, flow, destination, db, adopt=adopt, now=now)
     except DestinationError:
         return Quick()  # the planner plans from Dagster's view, and says why
     except RecordError as exc:
         return Quick(error=str(exc))
-    try:
-        store = open_store(db)
-        record.check_store(store.store_id(), adopt=adopt)
-    except RecordError as exc:
-        return Quick(error=str(exc))
-    write_hint(home, flow, record.last.path if record.last else None)
     top = store.max_seq()
     window = record.next_window(top)
     if window is None:
