@@ -18,7 +18,7 @@ import warnings
 
 import dagster as dg
 
-from dataflow_assets import layout, tags
+from dataflow_assets import tags
 from dataflow_assets.delivery_record import (
     DeliveryRecord,
     LiveState,
@@ -32,9 +32,9 @@ from dataflow_assets.delivery_report import publish
 from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.resources import DestinationResource, destination_key
 from dataflow_assets.flow import FlowSpec
-from dataflow_assets.generation import DeliveredFile, Generation, GenerationResult, stage_generation
+from dataflow_assets.generation import Generation, GenerationResult, stage_generation
 from dataflow_assets.io_managers import StagedGeneration, io_manager_key
-from dataflow_assets.io_managers.base import MAX_LISTED_FILES
+from dataflow_assets.io_managers.base import live_report_metadata
 from dataflow_assets.landing.events_asset import EVENTS
 from dataflow_assets.locks import hold_for_run, release_for_run
 from dataflow_assets.partitions import partitions_def
@@ -47,29 +47,6 @@ from dataflow_assets.store.backend import open_store
 log = logging.getLogger(__name__)
 # single_run() is the documented way to run a partition range in one run; its beta status is noise.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
-
-def _files_records(files: list[DeliveredFile]) -> dg.MetadataValue:
-    """The files as a table: the UI shows a table metadata value inline on an unpartitioned
-    asset's page, where it folds Markdown behind "[Show Markdown]" (partition pages show both)."""
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("file", "string"),
-            dg.TableColumn("partition", "string"),
-            dg.TableColumn("rows", "int"),
-            dg.TableColumn("bytes", "int"),
-        ]
-    )
-    records = [
-        dg.TableRecord({"file": f.path, "partition": f.partition, "rows": f.rows, "bytes": f.bytes})
-        for f in files[:MAX_LISTED_FILES]
-    ]
-    if len(files) > MAX_LISTED_FILES:
-        more = f"… {len(files) - MAX_LISTED_FILES} more (see the manifest)"
-        records.append(
-            dg.TableRecord({"file": more, "partition": None, "rows": None, "bytes": None})
-        )
-    return dg.MetadataValue.table(records=records, schema=schema)
 
 
 def _regeneration(context: dg.AssetExecutionContext, flow: FlowSpec, store: str) -> Generation:
@@ -237,19 +214,9 @@ def flow_assets(flow: FlowSpec) -> list[dg.AssetsDefinition]:
                     metadata={"kind": "live", "generation": gen.id, "status": state.value}
                 )
         return dg.MaterializeResult(
-            metadata={
-                "kind": "live",
-                "generation": gen.id,
-                "window_from": gen.from_seq,
-                "window_to": gen.to_seq,
-                "planned_at": gen.planned_at.isoformat(),
-                "report": report or "",
-                "manifest": layout.manifest_path(report) if report else "",
-                "file_count": len(generation.files),
-                "rows": generation.rows,
-                "bytes": generation.bytes,
-                "files": _files_records(sorted(generation.files, key=lambda f: f.path)),
-            }
+            metadata=live_report_metadata(
+                gen.id, gen.from_seq, gen.to_seq, gen.planned_at, report, generation.files
+            )
         )
 
     return [files, delivery_report]

@@ -29,7 +29,11 @@ from dataflow_assets.destinations import destination_for
 from dataflow_assets.destinations.base import Destination, DestinationError
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import DeliveredFile
-from dataflow_assets.io_managers.base import MAX_STRAGGLER_EVENTS, files_table
+from dataflow_assets.io_managers.base import (
+    MAX_STRAGGLER_EVENTS,
+    live_report_metadata,
+    partition_files_metadata,
+)
 from dataflow_assets.partitions import partitions_def
 from dataflow_assets.run_state import files_key, report_key
 
@@ -85,11 +89,7 @@ def report_events(
             asset_key=files_key(flow),
             partition=key,
             metadata={
-                "generation": report.generation_id,
-                "rows": sum(f.rows for f in by_partition[key]),
-                "bytes": sum(f.bytes for f in by_partition[key]),
-                "file_count": len(by_partition[key]),
-                "files": files_table(by_partition[key]),
+                **partition_files_metadata(report.generation_id, by_partition[key]),
                 "recorded_by": SENSOR,
             },
         )
@@ -99,16 +99,14 @@ def report_events(
         dg.AssetMaterialization(
             asset_key=report_key(flow),
             metadata={
-                "kind": "live",
-                "generation": report.generation_id,
-                "window_from": report.from_seq,
-                "window_to": report.to_seq,
-                "planned_at": report.planned_at.isoformat(),
-                "report": report.path,
-                "manifest": manifest_path,
-                "file_count": len(files),
-                "rows": sum(f.rows for f in files),
-                "bytes": sum(f.bytes for f in files),
+                **live_report_metadata(
+                    report.generation_id,
+                    report.from_seq,
+                    report.to_seq,
+                    report.planned_at,
+                    report.path,
+                    files,
+                ),
                 "recorded_by": SENSOR,
             },
         )

@@ -82,8 +82,12 @@ def test_cli_generations_are_recorded_once_across_ticks(harness: Harness) -> Non
     count, cursor = tick(harness, defs, cursor)
     assert count == 2  # the second CLI generation's one partition and its report
     # The run recorded (8, 9] itself; the mirror adds the CLI's (7, 8] after it.
-    windows = [(m["window_from"], m["window_to"]) for m in report_mats(harness, flow)]
+    mats = report_mats(harness, flow)
+    windows = [(m["window_from"], m["window_to"]) for m in mats]
     assert windows == [(0, 7), (8, 9), (7, 8)], windows
+    # The UI shows a mirrored report as it shows a run's: the same metadata, and who recorded it.
+    assert set(mats[2]) == set(mats[1]) | {"recorded_by"}
+    assert mats[2]["files"] is not None
     assert tick(harness, defs, cursor)[0] == 0
 
     # A new sensor cursor (a reset sensor) over the same instance records nothing twice.

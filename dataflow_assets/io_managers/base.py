@@ -46,6 +46,7 @@ from dataflow_assets.generation import (
     deliver_staged,
 )
 from dataflow_assets.io_managers.staging import remove_run_folder, run_folder, sweep_run_folders
+from dataflow_assets.layout import manifest_path
 from dataflow_assets.store.window import StagedWindow
 
 MAX_LISTED_FILES = 50
@@ -82,6 +83,68 @@ def files_table(files: list[DeliveredFile], uri: str = "") -> dg.MetadataValue:
     if uri:
         lines.append(f"\nOn `{uri}`.")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def files_records(files: list[DeliveredFile]) -> dg.MetadataValue:
+    """The files as a table: the UI shows a table metadata value inline on an unpartitioned
+    asset's page, where it folds Markdown behind "[Show Markdown]" (partition pages show both)."""
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("file", "string"),
+            dg.TableColumn("partition", "string"),
+            dg.TableColumn("rows", "int"),
+            dg.TableColumn("bytes", "int"),
+        ]
+    )
+    records = [
+        dg.TableRecord({"file": f.path, "partition": f.partition, "rows": f.rows, "bytes": f.bytes})
+        for f in files[:MAX_LISTED_FILES]
+    ]
+    if len(files) > MAX_LISTED_FILES:
+        more = f"… {len(files) - MAX_LISTED_FILES} more (see the manifest)"
+        records.append(
+            dg.TableRecord({"file": more, "partition": None, "rows": None, "bytes": None})
+        )
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def partition_files_metadata(generation_id: str, files: list[DeliveredFile]) -> dict[str, Any]:
+    """What a ``<flow>/files`` materialization of one partition records of its files (the IO
+    manager's, and the delivery mirror's for a generation written without a run)."""
+    md: dict[str, Any] = {
+        "generation": generation_id,
+        "rows": sum(f.rows for f in files),
+        "bytes": sum(f.bytes for f in files),
+        "file_count": len(files),
+    }
+    if files:
+        md["files"] = files_table(files)
+    return md
+
+
+def live_report_metadata(
+    generation_id: str,
+    from_seq: int,
+    to_seq: int,
+    planned_at: dt.datetime,
+    report: str | None,
+    files: list[DeliveredFile],
+) -> dict[str, Any]:
+    """What a live ``<flow>/delivery_report`` materialization records (the report step's, and
+    the delivery mirror's)."""
+    return {
+        "kind": "live",
+        "generation": generation_id,
+        "window_from": from_seq,
+        "window_to": to_seq,
+        "planned_at": planned_at.isoformat(),
+        "report": report or "",
+        "manifest": manifest_path(report) if report else "",
+        "file_count": len(files),
+        "rows": sum(f.rows for f in files),
+        "bytes": sum(f.bytes for f in files),
+        "files": files_records(sorted(files, key=lambda f: f.path)),
+    }
 
 
 class DeliveryIOManager(dg.ConfigurableIOManager):
@@ -190,14 +253,8 @@ class DeliveryIOManager(dg.ConfigurableIOManager):
     def _partition_metadata(
         self, generation: Generation, files: list[DeliveredFile], obj: StagedGeneration
     ) -> dict[str, Any]:
-        md: dict[str, Any] = {
-            "generation": generation.id,
-            "rows": sum(f.rows for f in files),
-            "bytes": sum(f.bytes for f in files),
-            "file_count": len(files),
-        }
+        md = partition_files_metadata(generation.id, files)
         if files:
-            md["files"] = files_table(files)
             md["uri"] = self.uri(files[0].path.rpartition("/")[0] or files[0].path)
         elif obj.already_delivered:
             md["status"] = "already delivered"
