@@ -90,34 +90,14 @@ def child_ours(db: Path, out: Path, fmt: str, granularity: str, kind: str) -> di
 
 
 def child_polars(db: Path, out: Path, fmt: str, sql: str) -> dict:
-    """The naive polars script of export_e2e_bench.py, timed in-process after its imports: the
-    whole window read from the store into polars at once, split by hour, each hour written by
-    polars (CSV and NDJSON gzipped by isal at its default level; NDJSON keeps nulls). ``sql``
-    is the CSV COPY statement: its rows, whatever ``fmt``."""
-    import duckdb
-    import polars  # noqa: F401 - imported before timing, as .pl() needs it
-    from isal import igzip
+    """The naive polars export (``polars_naive.py``), timed in-process after its imports.
+    ``sql`` is the CSV COPY statement: its rows, whatever ``fmt``."""
+    from bench import polars_naive
 
     rows_sql = re.match(r"COPY \((.*)\) TO '\$OUT'", sql, re.S)
     assert rows_sql, sql
     t0, c0 = time.perf_counter(), time.process_time()
-    con = duckdb.connect(str(db), read_only=True)
-    con.execute("SET TimeZone = 'UTC'")
-    df = con.sql(rows_sql.group(1)).pl()
-    con.close()
-    rows = 0
-    for (part,), frame in df.partition_by("_partition", as_dict=True).items():
-        frame = frame.drop("_partition")
-        rows += frame.height
-        folder = out / f"_partition={part}"
-        folder.mkdir(parents=True)
-        if fmt == "parquet":
-            frame.write_parquet(folder / "data.parquet", compression="zstd")
-            continue
-        text = frame.write_csv() if fmt == "csv" else frame.write_ndjson()
-        ext = "csv.gz" if fmt == "csv" else "json.gz"
-        (folder / f"data.{ext}").write_bytes(igzip.compress(text.encode()))
-    del df
+    rows = polars_naive.export(str(db), out, fmt, rows_sql.group(1))
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     size, files = dir_bytes(out)
     return {"seconds": seconds, "cpu": cpu, "rows": rows, "bytes": size, "files": files}

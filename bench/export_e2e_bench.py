@@ -9,8 +9,8 @@ wall, peak RSS), median of ``--runs``:
   untimed), so that the whole store is one generation;
 - ``copy``: DuckDB's ``COPY (rows) TO ... (PARTITION_BY ...)`` of the same rows and columns
   (the flow's filters), gzip CSV, NDJSON with nulls omitted (``json_strip_nulls``), zstd Parquet;
-- ``polars``: a ~30-line script: the same rows read from the DuckDB store into memory at once
-  (``.pl()``), split by hour, each hour written by polars (``write_csv``/``write_ndjson``, which
+- ``polars``: a ~30-line script (``polars_naive.py``): the same rows read from the DuckDB store
+  into memory at once (``.pl()``), split by hour, each hour written by polars (``write_csv``/``write_ndjson``, which
   keeps nulls, gzipped with isal; ``write_parquet`` zstd);
 - ``dlt``: dlt's ``sql_database`` source (``sql_table``, pyarrow backend) to its ``filesystem``
   destination: the whole ``events`` table, one load (dlt does not partition by event time),
@@ -69,29 +69,8 @@ DATAFLOW = PYTHON.parent / "dataflow"
 
 # ---------------------------------------------------------------- the children's code
 
-#: The naive polars script (run as ``python -c``; argv: db, out, fmt, sql).
-POLARS_SCRIPT = textwrap.dedent(
-    """
-    import sys, duckdb, polars as pl
-    from pathlib import Path
-    from isal import igzip
-    db, out, fmt, sql = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-    con = duckdb.connect(db, read_only=True)
-    con.execute("SET TimeZone = 'UTC'")
-    df = con.sql(sql).pl()  # the whole window in memory
-    con.close()
-    for (part,), rows in df.partition_by("_partition", as_dict=True).items():
-        rows = rows.drop("_partition")
-        folder = out / f"_partition={part}"
-        folder.mkdir(parents=True)
-        if fmt == "parquet":
-            rows.write_parquet(folder / "data.parquet", compression="zstd")
-            continue
-        text = rows.write_csv() if fmt == "csv" else rows.write_ndjson()
-        ext = "csv.gz" if fmt == "csv" else "json.gz"
-        (folder / f"data.{ext}").write_bytes(igzip.compress(text.encode()))
-    """
-)
+#: The naive polars export, run as a script (argv: db, out, fmt, sql).
+POLARS_SCRIPT = ROOT / "bench" / "polars_naive.py"
 
 #: dlt: sql_table (pyarrow backend) -> filesystem (argv: db, out, fmt).
 DLT_SCRIPT = textwrap.dedent(
@@ -247,7 +226,7 @@ def rows_sql(db: Path) -> str:
 def run_polars(db: Path, fmt: str) -> Measured:
     out = fresh("e2e-polars-")
     try:
-        cmd = [str(PYTHON), "-c", POLARS_SCRIPT, str(db), str(out / "p"), fmt, rows_sql(db)]
+        cmd = [str(PYTHON), str(POLARS_SCRIPT), str(db), str(out / "p"), fmt, rows_sql(db)]
         return output_of(timed(cmd), out)
     finally:
         shutil.rmtree(out, ignore_errors=True)
