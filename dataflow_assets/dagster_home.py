@@ -9,6 +9,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from dataflow_assets.atomic_file import write_whole
+
 
 def ensure_dagster_home(default: Path = Path(".dagster")) -> Path:
     """``DAGSTER_HOME`` (default ``./.dagster``), given this project's default ``dagster.yaml``
@@ -39,9 +41,7 @@ def write_default_config(home: Path) -> bool:
     target = home / "dagster.yaml"
     if target.exists():
         return False
-    tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
-    tmp.write_text(default_config(), encoding="utf-8")
-    os.replace(tmp, target)
+    write_whole(target, default_config())
     return True
 
 

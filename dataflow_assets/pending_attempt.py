@@ -21,6 +21,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataflow_assets.atomic_file import write_whole
 from dataflow_assets.flow import FlowSpec
 from dataflow_assets.generation import Generation
 from dataflow_assets.locks import HasRoot, held_elsewhere, home_of
@@ -99,14 +100,7 @@ def write_pending(
     """Record ``generation`` as this process's pending attempt (written whole or not at all,
     and flushed to disk: it must survive the crash it is there for)."""
     pending = PendingAttempt(generation, attempt, socket.gethostname(), os.getpid())
-    target = pending_file(home, flow)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(pending.to_json(), fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    write_whole(pending_file(home, flow), json.dumps(pending.to_json()), durable=True)
     return pending
 
 

@@ -22,11 +22,11 @@ destination holds it.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from dataflow_assets import live_plan
+from dataflow_assets.atomic_file import write_whole
 from dataflow_assets.delivery_record import DeliveryRecord, RecordError, read_record
 from dataflow_assets.destinations.base import Destination, DestinationError
 from dataflow_assets.flow import (
@@ -81,11 +81,7 @@ def write_hint(home: Path, flow: FlowSpec, report: str | None) -> None:
     """Keep ``report`` as the flow's hint (written whole or not at all)."""
     if not report or read_hint(home, flow) == report:
         return
-    target = hint_file(home, flow)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(report, "utf-8")
-    os.replace(tmp, target)
+    write_whole(hint_file(home, flow), report)
 
 
 def checked_record(
