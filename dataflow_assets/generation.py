@@ -303,8 +303,11 @@ def write_files(
     same window always gives the same files under the same names. Rendering and compression run
     on a thread pool, uploads on their own thread, the next slice's read on another.
     """
+    from dataflow_assets.formats import handler_for
     from dataflow_assets.formats.base import threads
 
+    if handler is None:
+        handler = handler_for(flow.format)
     parts: dict[dt.datetime, _PartitionParts] = {}
     with (
         ThreadPoolExecutor(threads(), thread_name_prefix="render") as pool,
@@ -312,7 +315,8 @@ def write_files(
     ):
         uploader = _Uploads(upload_thread)
         reported = 0
-        for start, batch in staged.pieces():
+        # A format that renders whole rows in the store's SQL gets them as text (NDJSON).
+        for start, batch in staged.pieces(handler.row_text_sql):
             writer = parts.get(start)
             if writer is None:
                 local = workdir / f"part-{int(start.timestamp())}"

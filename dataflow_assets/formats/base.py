@@ -27,12 +27,15 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 from isal import igzip
 
 from dataflow_assets.arrow_pool import use_jemalloc_pool
+
+if TYPE_CHECKING:
+    from dataflow_assets.store.schema import PropertyType
 
 gzip_ng: ModuleType | None
 try:  # zlib-ng: zlib's format and levels at ~2x its speed (bench/README.md); optional
@@ -62,6 +65,9 @@ BUFFER_BYTES = 128 * 2**20
 
 Rendered: TypeAlias = bytes | bytearray | memoryview
 Rows: TypeAlias = pa.RecordBatch | pa.Table
+#: The one column of the rows a store rendered itself (``FormatHandler.row_text_sql``): each
+#: value is one row's whole text in the format, to be written as it is.
+ROW_TEXT = "_row_text"
 
 
 def gzip_level(fmt: str = "csv") -> int:
@@ -180,6 +186,14 @@ class FormatHandler(abc.ABC):
     def open_part(
         self, path: Path, schema: pa.Schema, pool: Executor, options: FormatOptions = PLAIN
     ) -> PartWriter: ...
+
+    def row_text_sql(self, columns: list[tuple[str, PropertyType]], dialect: str) -> str | None:
+        """One SQL expression, in the store's ``dialect`` (``Store.kind``), giving each row's
+        whole text in this format from the store's typed ``columns``, or None (the default)
+        when the store should hand over the columns. With an expression the window's rows come
+        as one ``ROW_TEXT`` column, which the part's writer must take as it is."""
+        del columns, dialect
+        return None
 
 
 class Buffering(abc.ABC):

@@ -5,10 +5,12 @@ holds the file's lock.
 A window's slices are read by one in-memory DuckDB instance that attaches the file read-only
 for each slice and detaches it at once (``window_reads``): the file's lock is held for one
 slice's read, as with a connection per slice, but a new DuckDB instance costs ~19 ms of CPU and
-an ATTACH + DETACH ~2 ms (0.1-0.4 CPU-s per million events exported, bench/README.md)."""
+an ATTACH + DETACH ~2 ms (0.1-0.4 CPU-s per million events exported, bench/README.md). It runs
+on half the machine's cores (``read_threads``): the export renders on the others."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +24,14 @@ from dataflow_assets.partitions import Granularity, sql_partition_start
 from dataflow_assets.store import schema
 from dataflow_assets.store.schema import PropertyType, connect, retry_locked
 from dataflow_assets.store.window import privacy_clause
+
+
+def read_threads() -> int:
+    """DuckDB threads of a window's reads: half the cores, at least one. The export's render
+    pool works beside the read; with every core the reads cost ~3% more CPU per event exported
+    (NDJSON, whose lines DuckDB builds, CSV and Parquet alike) and 40-80 MiB more memory, for no
+    shorter export on 2 cores (bench/README.md)."""
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class DuckDBStore:
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute(f"SET threads = {read_threads()}")
 
             def fetch(sql: str, parameters: Sequence[Any], batch_rows: int) -> list[pa.RecordBatch]:
                 with attached(con, self.path):

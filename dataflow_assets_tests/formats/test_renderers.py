@@ -9,6 +9,8 @@ import gzip
 import io
 import json
 import math
+import re
+import struct
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +21,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dataflow_assets.formats import FormatOptions, part_writer
 from dataflow_assets.formats import base as formats_base
@@ -27,6 +31,7 @@ from dataflow_assets.formats import ndjson as ndjson_format
 from dataflow_assets.formats.csv import render_csv
 from dataflow_assets.formats.ndjson import render_ndjson
 from dataflow_assets.formats.parquet import ROW_GROUP_ROWS, dictionary_columns
+from dataflow_assets.store.schema import PropertyType
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -162,6 +167,86 @@ def test_ndjson_of_a_table_of_several_batches() -> None:
     table = pa.Table.from_batches([batch_of(data[:30]), batch_of(data[30:31]), batch_of(data[31:])])
     lines = ndjson_lines(bytes(render_ndjson(table)).decode())
     assert [json.loads(x) for x in lines] == [as_json(r) for r in data]
+
+
+#: Values the store holds: any text (DuckDB keeps valid UTF-8), 64-bit integers, any double,
+#: timestamps of the accepted years with any fraction; each property may be null.
+STORE_VALUES = {
+    "flag": st.none() | st.booleans(),
+    "label": st.none() | st.sampled_from(NASTY) | st.text(st.characters(exclude_categories=["Cs"])),
+    "price": st.none() | st.floats(allow_nan=True, allow_infinity=True),
+    "qty": st.none() | st.integers(-(2**63), 2**63 - 1),
+    "seen_at": st.none()
+    | st.datetimes(dt.datetime(1000, 1, 1), dt.datetime(9999, 12, 31), timezones=st.just(UTC)),
+}
+STORE_ROW = st.fixed_dictionaries(
+    {
+        "hit_time_utc": STORE_VALUES["seen_at"].filter(lambda t: t is not None),
+        "event_id": st.integers(-(2**63), 2**63 - 1),
+        "site_id": st.integers(0, 2**31),
+        **STORE_VALUES,
+    }
+)
+
+
+def _escapes_in_lower_case(text: str) -> str:
+    return re.sub(r"\\u[0-9A-Fa-f]{4}", lambda m: m.group().lower(), text)
+
+
+def _number_or_text(value: Any) -> Any:
+    """A parsed JSON value, a float by its bits (NaN equals NaN, -0.0 is not 0.0)."""
+    return ("float", struct.pack("<d", value)) if isinstance(value, float) else value
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(STORE_ROW, min_size=1, max_size=40))
+def test_the_lines_duckdb_builds_are_the_lines_of_the_arrow_path(data: list[dict]) -> None:
+    """``line_sql`` (lines built in the DuckDB store's read) and ``render_ndjson`` (from the
+    Arrow columns, for PostgreSQL) write the same lines of any values the store holds: byte for
+    byte but for the spelling of floats (``1e-07`` / ``1e-7``), which parse to the same bits,
+    and the case of the hex digits of ``\\u`` escapes (``\\u001F`` / ``\\u001f``)."""
+    data = data * (formats_base.TINY_ROWS // len(data) + 1)  # past the tiny rows' Python path
+    table = pa.Table.from_pylist(
+        [{**r, "ord": i} for i, r in enumerate(data)], SCHEMA.append(pa.field("ord", pa.int64()))
+    )
+    kinds = {pa.bool_(): PropertyType.BOOLEAN, pa.string(): PropertyType.STRING,
+             pa.float64(): PropertyType.DECIMAL, pa.int64(): PropertyType.INTEGER,
+             SCHEMA.field("seen_at").type: PropertyType.TIMESTAMP}  # fmt: skip
+    columns = [(f.name, kinds[f.type]) for f in SCHEMA]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("rows", table)
+    con.execute("CREATE TABLE events AS SELECT * FROM rows")
+    for kept in (columns, [c for c in columns if c[0] != "price"]):
+        names = ", ".join(f'"{name}"' for name, _ in kept)
+        sql = ndjson_format.line_sql(kept)
+        assert sql is not None
+        built = "".join(
+            r[0] for r in con.execute(f"SELECT {sql} FROM events ORDER BY ord").fetchall()
+        )
+        typed = con.sql(f"SELECT {names} FROM events ORDER BY ord").to_arrow_table()
+        rendered = bytes(render_ndjson(typed)).decode()
+        if len(kept) < len(columns):
+            assert _escapes_in_lower_case(built) == _escapes_in_lower_case(rendered)
+        parsed = [
+            [(k, _number_or_text(v)) for k, v in json.loads(line).items()]
+            for line in (built, rendered)
+            for line in line.split("\n")[:-1]  # not splitlines: U+2028 is in a value
+        ]
+        half = len(parsed) // 2
+        assert parsed[:half] == parsed[half:]
+        assert [list(dict(r)) for r in parsed[:half]] == [
+            [name for name, _ in kept if r[name] is not None] for r in data
+        ]
+
+
+def test_lines_are_left_to_the_arrow_path_when_the_first_column_may_be_null() -> None:
+    assert ndjson_format.line_sql([("label", PropertyType.STRING)]) is None
+    assert ndjson_format.line_sql([]) is None
+    assert (
+        ndjson_format.NdjsonHandler().row_text_sql([("event_id", PropertyType.INTEGER)], "postgres")
+        is None
+    )
 
 
 # ---------------------------------------------------------------- CSV

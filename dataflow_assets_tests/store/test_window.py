@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataflow_assets.formats import base as formats_base
+from dataflow_assets.formats.base import ROW_TEXT
 from dataflow_assets.partitions import Granularity, partition_start
 from dataflow_assets.store import window
 from dataflow_assets.store.ingest import ingest_file
@@ -126,15 +127,20 @@ def test_a_writer_of_another_process_gets_the_duckdb_store_between_slices(
     assert Counter(ids) == Counter(range(1, 2_001))
 
 
-@given(hours=st.lists(st.integers(0, 5), min_size=1, max_size=300))
-def test_the_split_gives_each_partition_its_rows_in_insertion_order(hours: list[int]) -> None:
+@given(hours=st.lists(st.integers(0, 5), min_size=1, max_size=300), typed=st.booleans())
+def test_the_split_gives_each_partition_its_rows_in_insertion_order(
+    hours: list[int], typed: bool
+) -> None:
     """Whatever the mix of in-order and late rows in a batch (``_split`` sorts only the rows
     behind the latest partition seen): each partition's rows, gathered piece after piece, are
-    exactly those of a stable sort by partition, in insertion order."""
+    exactly those of a stable sort by partition, in insertion order; for typed columns and for
+    rows' texts (which leave the late rows out another way)."""
     starts = [T0 + dt.timedelta(hours=h) for h in hours]
+    column = "event_id" if typed else ROW_TEXT
+    values: list = list(range(len(hours))) if typed else [f"row {i}\n" for i in range(len(hours))]
     batch = pa.RecordBatch.from_pydict(
         {
-            "event_id": list(range(len(hours))),
+            column: values,
             window._PARTITION: [int(s.timestamp()) for s in starts],
             window._SEQ: list(range(1, len(hours) + 1)),
         }
@@ -145,11 +151,11 @@ def test_the_split_gives_each_partition_its_rows_in_insertion_order(hours: list[
         [("event_id", PropertyType.INTEGER)],
         {},
     )
-    got: dict[dt.datetime, list[int]] = {}
-    for start, piece in staged._split(batch):
-        assert piece.num_rows > 0
-        got.setdefault(start, []).extend(piece.column("event_id").to_pylist())
-    want: dict[dt.datetime, list[int]] = {}
-    for i, start in enumerate(starts):
-        want.setdefault(start, []).append(i)
+    got: dict[dt.datetime, list] = {}
+    for start, piece in staged._split(batch, typed):
+        assert piece.num_rows > 0 and piece.schema.names == [column]
+        got.setdefault(start, []).extend(piece.column(column).to_pylist())
+    want: dict[dt.datetime, list] = {}
+    for value, start in zip(values, starts, strict=True):
+        want.setdefault(start, []).append(value)
     assert got == want
