@@ -835,6 +835,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _ingest_parser() if argv[:1] == ["ingest"] else build_parser()
     args = parser.parse_args(argv)
+    # What is imported by now (argparse, the CLI's modules, what they import) lives until the
+    # process ends: the collector need not walk it again (~0.03 CPU-s of a 1M-event export).
+    gc.freeze()
     return int(args.func(args))
 
 
