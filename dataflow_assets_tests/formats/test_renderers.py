@@ -205,8 +205,11 @@ def _as_json_reads(value: Any) -> Any:
 
 
 def _number_or_text(value: Any) -> Any:
-    """A parsed JSON value, a float by its bits (NaN equals NaN, -0.0 is not 0.0)."""
-    return ("float", struct.pack("<d", value)) if isinstance(value, float) else value
+    """A parsed JSON value, a float by its bits (-0.0 is not 0.0), any NaN as one NaN (JSON's
+    ``NaN`` carries no payload)."""
+    if isinstance(value, float):
+        return ("float", "NaN" if math.isnan(value) else struct.pack("<d", value))
+    return value
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
